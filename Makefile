@@ -1,0 +1,30 @@
+# Every target works from a clean checkout with nothing but Go (and, for
+# the containers mode of the tests, a Docker engine).
+SHELL := /bin/bash
+export TESTCONTAINERS_RYUK_DISABLED ?= true
+
+# go test ./... does not work at a go.work root: name each module's packages.
+MODULE_PKGS = $(shell go list -m -f '{{.Path}}/...')
+
+.PHONY: dev test lint bench clean-containers
+
+## dev: run the whole system locally (embedded NATS Streaming and MongoDB stand-in) on http://localhost:8080
+dev:
+	go run ./devstack
+
+## test: every test of every module, against real servers
+test:
+	go test -count=1 -timeout 20m $(MODULE_PKGS)
+
+## lint: gofmt and go vet over every module
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
+	go vet $(MODULE_PKGS)
+
+## bench: the load generator against the local stack (see README)
+bench:
+	go run ./loadgen
+
+## clean-containers: remove containers the tests left behind (they are labelled)
+clean-containers:
+	-docker ps -aq --filter label=ticketing.testenv=1 | xargs -r docker rm -f

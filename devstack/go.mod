@@ -1,0 +1,3 @@
+module github.com/ticketing-go/ticketing/devstack
+
+go 1.24

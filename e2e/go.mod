@@ -1,0 +1,3 @@
+module github.com/ticketing-go/ticketing/e2e
+
+go 1.24

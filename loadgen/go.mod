@@ -1,0 +1,3 @@
+module github.com/ticketing-go/ticketing/loadgen
+
+go 1.24

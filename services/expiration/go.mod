@@ -1,0 +1,7 @@
+module github.com/ticketing-go/ticketing/services/expiration
+
+go 1.24
+
+require github.com/ticketing-go/ticketing/common v0.0.0
+
+replace github.com/ticketing-go/ticketing/common => ../../common

@@ -1,0 +1,3 @@
+module github.com/ticketing-go/ticketing/standin
+
+go 1.24

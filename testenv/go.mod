@@ -1,0 +1,3 @@
+module github.com/ticketing-go/ticketing/testenv
+
+go 1.24
