@@ -21,7 +21,9 @@ type RouterOptions struct {
 
 // NewRouter returns a chi router with what every service needs: request ids,
 // panic recovery into the common 500 body, JSON 404/405 bodies, /healthz and
-// /readyz. Services mount their API routes on it.
+// /readyz, Prometheus /metrics (request latency by route and status) and a
+// log line per request with its request id. Services mount their API routes
+// on it.
 func NewRouter(o RouterOptions) chi.Router {
 	log := o.Log
 	if log == nil {
@@ -29,6 +31,7 @@ func NewRouter(o RouterOptions) chi.Router {
 	}
 	r := chi.NewRouter()
 	r.Use(middleware.RequestID)
+	r.Use(observe(o.Service, log))
 	r.Use(recoverer(log))
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) { WriteError(w, r, log, apperr.ErrNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
@@ -36,6 +39,7 @@ func NewRouter(o RouterOptions) chi.Router {
 	})
 	r.Get("/healthz", Healthz)
 	r.Get("/readyz", Readyz(o.Ready...))
+	r.Method(http.MethodGet, "/metrics", MetricsHandler())
 	return r
 }
 
