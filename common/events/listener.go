@@ -1,0 +1,287 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	stan "github.com/nats-io/stan.go"
+)
+
+// Subscription describes a durable queue subscription.
+type Subscription struct {
+	Subject Subject
+	// QueueGroup is also the durable name ("orders-service"): the members
+	// of a group share the messages, and the group resumes where it stopped
+	// after every member restarted.
+	QueueGroup string
+	// AckWait: a message not acknowledged within it is redelivered
+	// (default 30s).
+	AckWait time.Duration
+	// MaxInflight bounds the unacknowledged messages the server sends this
+	// member and the handlers running at once (default 32).
+	MaxInflight int
+	// MaxDeliveries: a message whose handler failed this many times goes to
+	// the dead-letter subject and is acknowledged (default 5).
+	MaxDeliveries int
+	// Middleware wraps the handler, outermost first.
+	Middleware []Middleware
+}
+
+// Subscription defaults.
+const (
+	DefaultAckWait       = 30 * time.Second
+	DefaultMaxInflight   = 32
+	DefaultMaxDeliveries = 5
+)
+
+func (s Subscription) withDefaults() Subscription {
+	if s.AckWait <= 0 {
+		s.AckWait = DefaultAckWait
+	}
+	if s.MaxInflight <= 0 {
+		s.MaxInflight = DefaultMaxInflight
+	}
+	if s.MaxDeliveries <= 0 {
+		s.MaxDeliveries = DefaultMaxDeliveries
+	}
+	return s
+}
+
+// Msg is one delivery of a message.
+type Msg struct {
+	Subject     string // without the SubjectPrefix
+	QueueGroup  string
+	Data        []byte
+	Sequence    uint64
+	Redelivered bool
+	Attempt     int // 1 on the first delivery
+	Timestamp   time.Time
+}
+
+// Handler handles one message: nil -> ack; an error -> no ack, the server
+// redelivers after AckWait (a Poison error or the last allowed attempt ->
+// dead letter and ack).
+type Handler func(ctx context.Context, m *Msg) error
+
+// Middleware wraps a Handler.
+type Middleware func(Handler) Handler
+
+// Chain wraps h in mws, the first one outermost.
+func Chain(h Handler, mws ...Middleware) Handler {
+	for i := len(mws) - 1; i >= 0; i-- {
+		h = mws[i](h)
+	}
+	return h
+}
+
+type poisonError struct{ err error }
+
+func (p poisonError) Error() string { return "poison: " + p.err.Error() }
+func (p poisonError) Unwrap() error { return p.err }
+
+// Poison marks err as permanent: retrying cannot help, so the message goes
+// to the dead-letter subject at once.
+func Poison(err error) error {
+	if err == nil {
+		return nil
+	}
+	return poisonError{err}
+}
+
+// IsPoison reports whether err was marked with Poison.
+func IsPoison(err error) bool {
+	var p poisonError
+	return errors.As(err, &p)
+}
+
+// Decode returns a Handler that decodes the JSON payload into T before
+// calling fn. A payload that does not decode is poison.
+func Decode[T any](fn func(ctx context.Context, e T, m *Msg) error) Handler {
+	return func(ctx context.Context, m *Msg) error {
+		var e T
+		if err := json.Unmarshal(m.Data, &e); err != nil {
+			return Poison(fmt.Errorf("decode %s: %w", m.Subject, err))
+		}
+		return fn(ctx, e, m)
+	}
+}
+
+// Logging logs every failed handling (with the attempt) and, at debug
+// level, every success.
+func Logging(log *slog.Logger) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, m *Msg) error {
+			start := time.Now()
+			err := next(ctx, m)
+			attrs := []any{"subject", m.Subject, "queue_group", m.QueueGroup, "seq", m.Sequence, "attempt", m.Attempt, "took", time.Since(start)}
+			if err != nil {
+				log.WarnContext(ctx, "event handling failed", append(attrs, "err", err)...)
+			} else {
+				log.DebugContext(ctx, "event handled", attrs...)
+			}
+			return err
+		}
+	}
+}
+
+// Timeout bounds each handling by d.
+func Timeout(d time.Duration) Middleware {
+	return func(next Handler) Handler {
+		return func(ctx context.Context, m *Msg) error {
+			ctx, cancel := context.WithTimeout(ctx, d)
+			defer cancel()
+			return next(ctx, m)
+		}
+	}
+}
+
+// subscriber is one Subscribe call; it outlives reconnects.
+type subscriber struct {
+	conn    *Conn
+	spec    Subscription
+	handler Handler
+	sem     chan struct{}
+
+	mu       sync.Mutex
+	sub      stan.Subscription
+	attempts map[uint64]int // deliveries seen here per sequence, when the server sends no count
+}
+
+// subscribe (re)creates the stan subscription on sc. The caller holds conn.mu.
+func (s *subscriber) subscribe(sc stan.Conn) error {
+	subject := s.conn.cfg.SubjectPrefix + string(s.spec.Subject)
+	sub, err := sc.QueueSubscribe(subject, s.spec.QueueGroup, s.deliver,
+		stan.DurableName(s.spec.QueueGroup),
+		stan.DeliverAllAvailable(),
+		stan.SetManualAckMode(),
+		stan.AckWait(s.spec.AckWait),
+		stan.MaxInflight(s.spec.MaxInflight),
+	)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.sub = sub
+	s.mu.Unlock()
+	return nil
+}
+
+// deliver is stan's callback; it hands each message to its own goroutine
+// so that a handler waiting for a predecessor (package inorder) does not
+// hold up the messages behind it.
+func (s *subscriber) deliver(raw *stan.Msg) {
+	c := s.conn
+	c.mu.Lock()
+	closed := c.closed
+	if !closed {
+		c.handlers.Add(1)
+	}
+	c.mu.Unlock()
+	if closed {
+		return // not acked: redelivered to another member
+	}
+	s.sem <- struct{}{}
+	go func() {
+		defer func() { <-s.sem; c.handlers.Done() }()
+		s.handle(raw)
+	}()
+}
+
+func (s *subscriber) attempt(raw *stan.Msg) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.attempts) > 100_000 { // sequences acked elsewhere never leave the map
+		clear(s.attempts)
+	}
+	s.attempts[raw.Sequence]++
+	n := s.attempts[raw.Sequence]
+	if server := int(raw.RedeliveryCount) + 1; server > n {
+		n = server // the server's count also covers deliveries to other members
+	}
+	if raw.Redelivered && n < 2 {
+		n = 2
+	}
+	return n
+}
+
+func (s *subscriber) forget(seq uint64) {
+	s.mu.Lock()
+	delete(s.attempts, seq)
+	s.mu.Unlock()
+}
+
+func (s *subscriber) handle(raw *stan.Msg) {
+	c := s.conn
+	subject := string(s.spec.Subject)
+	m := &Msg{
+		Subject:     subject,
+		QueueGroup:  s.spec.QueueGroup,
+		Data:        raw.Data,
+		Sequence:    raw.Sequence,
+		Redelivered: raw.Redelivered,
+		Attempt:     s.attempt(raw),
+		Timestamp:   time.Unix(0, raw.Timestamp),
+	}
+	if m.Redelivered {
+		redelivered.WithLabelValues(subject).Inc()
+	}
+	err := s.call(m)
+	result := "ack"
+	switch {
+	case err == nil:
+	case IsPoison(err) || m.Attempt >= s.spec.MaxDeliveries:
+		if dlErr := s.deadLetter(m, err); dlErr != nil {
+			c.log.Error("dead letter publish failed; message will be redelivered", "subject", subject, "seq", m.Sequence, "err", dlErr)
+			consumed.WithLabelValues(subject, "retry").Inc()
+			return
+		}
+		result = "dead_letter"
+	default:
+		consumed.WithLabelValues(subject, "retry").Inc()
+		return // no ack: redelivered after AckWait
+	}
+	if ackErr := raw.Ack(); ackErr != nil {
+		c.log.Warn("ack failed; message will be redelivered", "subject", subject, "seq", m.Sequence, "err", ackErr)
+		consumed.WithLabelValues(subject, "ack_failed").Inc()
+		return
+	}
+	s.forget(m.Sequence)
+	consumed.WithLabelValues(subject, result).Inc()
+}
+
+// call runs the handler, turning a panic into an error (one message's bug
+// must not take the service down).
+func (s *subscriber) call(m *Msg) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("handler panic: %v\n%s", v, debug.Stack())
+		}
+	}()
+	return s.handler(s.conn.hctx, m)
+}
+
+func (s *subscriber) deadLetter(m *Msg, cause error) error {
+	dl := DeadLetter{
+		OriginalSubject: m.Subject,
+		QueueGroup:      m.QueueGroup,
+		Sequence:        m.Sequence,
+		Attempts:        m.Attempt,
+		Reason:          cause.Error(),
+		Data:            m.Data,
+		FailedAt:        time.Now().UTC(),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.conn.cfg.PubAckWait)
+	defer cancel()
+	if err := s.conn.Publish(ctx, dl); err != nil {
+		return err
+	}
+	deadLettered.WithLabelValues(m.Subject).Inc()
+	s.conn.log.Warn("message dead-lettered", "subject", m.Subject, "queue_group", m.QueueGroup, "seq", m.Sequence, "attempts", m.Attempt, "reason", cause)
+	return nil
+}
