@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+
+	stan "github.com/nats-io/stan.go"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+// Bench holds the connections of one run.
+type Bench struct {
+	cfg     Config
+	log     *slog.Logger
+	api     *API
+	mc      *mongo.Client
+	sc      stan.Conn
+	floor   *Floor
+	replica Replica
+	tickets *mongo.Collection
+	seller  *Session
+	buyer   *Session
+}
+
+// NewBench connects to the services, the store and NATS Streaming.
+func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error) {
+	maxC := 1
+	for _, c := range cfg.Concurrency {
+		maxC = max(maxC, c)
+	}
+	b := &Bench{cfg: cfg, log: log, api: &API{Auth: cfg.AuthURL, Tickets: cfg.TicketsURL, Orders: cfg.OrdersURL, HC: NewHTTPClient(maxC)}}
+	rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
+	defer cancel()
+	for _, u := range []string{cfg.AuthURL + "/api/users/currentuser", cfg.TicketsURL + "/api/tickets?limit=1"} {
+		if err := Ready(rctx, b.api.HC, u); err != nil {
+			return nil, err
+		}
+	}
+	mc, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.MongoURI).SetMaxPoolSize(uint64(maxC+16)).SetTimeout(15*time.Second))
+	if err != nil {
+		return nil, fmt.Errorf("mongo: %w", err)
+	}
+	b.mc = mc
+	if err := mc.Ping(rctx, nil); err != nil {
+		mc.Disconnect(context.Background())
+		return nil, fmt.Errorf("mongo ping: %w", err)
+	}
+	sc, err := stan.Connect(cfg.NATSCluster, fmt.Sprintf("loadgen-%d", rand.Uint32()), stan.NatsURL(cfg.NATSURL), stan.ConnectWait(10*time.Second))
+	if err != nil {
+		mc.Disconnect(context.Background())
+		return nil, fmt.Errorf("nats streaming: %w", err)
+	}
+	b.sc = sc
+	b.floor = NewFloor(mc.Database(cfg.FloorDB).Collection("docs"), sc, "loadgen.floor")
+	b.replica = Replica{Coll: mc.Database(cfg.OrdersDB).Collection(cfg.ReplicaColl)}
+	b.tickets = mc.Database(cfg.TicketsDB).Collection(cfg.TicketsColl)
+	return b, nil
+}
+
+// Close releases the connections.
+func (b *Bench) Close() {
+	if b.sc != nil {
+		b.sc.Close()
+	}
+	if b.mc != nil {
+		b.mc.Disconnect(context.Background())
+	}
+}
+
+func (b *Bench) signUp(ctx context.Context, who string) (*Session, error) {
+	email := fmt.Sprintf("bench-%s-%d@example.com", who, rand.Uint64())
+	return b.api.SignUp(ctx, email, "bench-password")
+}
+
+// newTickets creates n tickets and, when replicated, waits until the
+// orders replica holds them.
+func (b *Bench) newTickets(ctx context.Context, n int, replicated bool) ([]Ticket, error) {
+	ts := make([]Ticket, n)
+	for i := range ts {
+		t, err := b.api.CreateTicket(ctx, b.seller, fmt.Sprintf("bench ticket %d", i), 20)
+		if err != nil {
+			return nil, err
+		}
+		ts[i] = t
+	}
+	if replicated {
+		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		for _, t := range ts {
+			if _, err := b.replica.WaitVersion(wctx, t.ID, t.Version); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return ts, nil
+}
+
+func (b *Bench) run(ctx context.Context, name string, c int, op Op) Summary {
+	s := RunClosed(ctx, c, b.cfg.Warmup, b.cfg.Run, op)
+	b.log.Info("run", "workload", name, "c", c, "ops/s", fmt.Sprintf("%.1f", s.RPS), "p50ms", s.P50ms, "p99ms", s.P99ms, "errors", s.Errors, "firstError", s.ErrorMsg)
+	return s
+}
+
+// Run measures everything and returns the report.
+func (b *Bench) Run(ctx context.Context) (*Report, error) {
+	cfg := b.cfg
+	r := &Report{StartedAt: time.Now(), Host: hostInfo(), Store: b.store(ctx),
+		Settings: Settings{Concurrency: cfg.Concurrency, RunSeconds: cfg.Run.Seconds(), Target: cfg.TicketsURL}}
+	procs, err := b.procs()
+	if err != nil {
+		return nil, err
+	}
+	if len(procs) == 0 {
+		r.Notes = append(r.Notes, "no service processes found: RSS not measured (give -procs or -bin-dir)")
+	}
+	mon := StartRSSMonitor(procs)
+	if b.seller, err = b.signUp(ctx, "seller"); err != nil {
+		return nil, err
+	}
+	if b.buyer, err = b.signUp(ctx, "buyer"); err != nil {
+		return nil, err
+	}
+	for _, c := range cfg.Concurrency {
+		own, err := b.newTickets(ctx, c, false)
+		if err != nil {
+			return nil, err
+		}
+		orderTickets, err := b.newTickets(ctx, c, true)
+		if err != nil {
+			return nil, err
+		}
+		size, err := b.tickets.CountDocuments(ctx, bson.M{})
+		if err != nil {
+			return nil, err
+		}
+		if err := b.floor.Prepare(ctx, c, size); err != nil {
+			return nil, err
+		}
+		add := func(name, floorName string, op, fop Op) {
+			fl := b.run(ctx, floorName, c, fop)
+			h := b.run(ctx, name, c, op)
+			r.Workloads = append(r.Workloads, Workload{Name: name, Concurrency: c, HTTP: h, FloorName: floorName, Floor: fl, Ratio: Ratio(h.RPS, fl.RPS)})
+		}
+		add("POST /api/tickets", "insert+publish", func(ctx context.Context, w int) error {
+			_, err := b.api.CreateTicket(ctx, b.seller, "bench ticket", 20)
+			return err
+		}, b.floor.InsertPublish)
+		add("GET /api/tickets/:id", "find by id", func(ctx context.Context, w int) error {
+			_, err := b.api.GetTicket(ctx, own[w].ID)
+			return err
+		}, b.floor.Find)
+		var n [1024]int
+		add("PUT /api/tickets/:id", "cond. update+publish", func(ctx context.Context, w int) error {
+			n[w]++
+			_, err := b.api.UpdateTicket(ctx, b.seller, own[w].ID, fmt.Sprintf("bench %d", n[w]), float64(10+n[w]%90))
+			return err
+		}, b.floor.UpdatePublish)
+		add("POST+DELETE /api/orders", "2x write+publish", func(ctx context.Context, w int) error {
+			o, err := b.api.CreateOrder(ctx, b.buyer, orderTickets[w].ID)
+			if err != nil {
+				return err
+			}
+			return b.api.CancelOrder(ctx, b.buyer, o.ID)
+		}, b.floor.OrderCycle)
+	}
+	pt, err := b.newTickets(ctx, 20, true)
+	if err != nil {
+		return nil, err
+	}
+	if r.Propagation, err = RunPropagation(ctx, b.api, b.seller, b.replica, pt, cfg.Rate, cfg.PropDuration); err != nil {
+		return nil, err
+	}
+	b.log.Info("propagation", "p50ms", r.Propagation.P50ms, "p99ms", r.Propagation.P99ms, "unconverged", r.Propagation.Unconverged)
+	ct, err := b.newTickets(ctx, cfg.ConvRounds, true)
+	if err != nil {
+		return nil, err
+	}
+	r.Convergence = RunConvergence(ctx, b.api, b.seller, b.replica, ct, cfg.ConvUpdates)
+	r.RSS = mon.Stop()
+	if r.Counts, err = b.counts(ctx); err != nil {
+		return nil, err
+	}
+	r.DurationS = time.Since(r.StartedAt).Round(time.Second).Seconds()
+	r.Evaluate()
+	return r, nil
+}
+
+func (b *Bench) procs() ([]Proc, error) {
+	if b.cfg.Procs != "" {
+		return ParseProcs(b.cfg.Procs)
+	}
+	return FindProcs(b.cfg.BinDir)
+}
+
+func (b *Bench) store(ctx context.Context) Store {
+	s := Store{Label: b.cfg.StoreLabel}
+	var info bson.M
+	if err := b.mc.Database("admin").RunCommand(ctx, bson.M{"buildInfo": 1}).Decode(&info); err == nil {
+		s.Version = fmt.Sprint(info["version"])
+		if fv, ok := info["ferretdbVersion"]; ok {
+			s.Version += " (FerretDB " + fmt.Sprint(fv) + ")"
+		}
+	}
+	return s
+}
+
+func (b *Bench) counts(ctx context.Context) ([]CollCount, error) {
+	dbs, err := b.mc.ListDatabaseNames(ctx, bson.M{})
+	if err != nil {
+		return nil, err
+	}
+	sort.Strings(dbs)
+	var out []CollCount
+	for _, db := range dbs {
+		if db == "admin" || db == "local" || db == "config" {
+			continue
+		}
+		colls, err := b.mc.Database(db).ListCollectionNames(ctx, bson.M{})
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(colls)
+		for _, c := range colls {
+			n, err := b.mc.Database(db).Collection(c).CountDocuments(ctx, bson.M{})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, CollCount{Database: db, Collection: c, Docs: n})
+		}
+	}
+	return out, nil
+}
+
+// RSSMonitor samples the RSS of the service processes.
+type RSSMonitor struct {
+	procs []Proc
+	mu    sync.Mutex
+	res   []ProcessRSS
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+// StartRSSMonitor records each process's RSS now and its peak until Stop.
+func StartRSSMonitor(procs []Proc) *RSSMonitor {
+	m := &RSSMonitor{procs: procs, stop: make(chan struct{}), done: make(chan struct{})}
+	for _, p := range procs {
+		rss, _, _ := procKB(p.PID)
+		m.res = append(m.res, ProcessRSS{Name: p.Name, PID: p.PID, StartKB: rss, PeakKB: rss})
+	}
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(250 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+				m.sample()
+			}
+		}
+	}()
+	return m
+}
+
+func (m *RSSMonitor) sample() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i := range m.res {
+		rss, hwm, err := procKB(m.res[i].PID)
+		if err != nil {
+			continue
+		}
+		m.res[i].EndKB = rss
+		m.res[i].PeakKB = max(m.res[i].PeakKB, rss, hwm)
+	}
+}
+
+// Stop takes the last sample (VmHWM covers the peaks between samples).
+func (m *RSSMonitor) Stop() []ProcessRSS {
+	close(m.stop)
+	<-m.done
+	m.sample()
+	return m.res
+}

@@ -1,0 +1,212 @@
+// Command loadgen is the benchmark of the ticketing services (make bench):
+// HTTP workloads at several concurrencies next to their floor (the raw
+// driver operations and acknowledged publishes they stand on, measured in
+// the same run against the same servers), event propagation to the orders
+// replica, convergence of rapid updates, peak RSS of each service and the
+// document counts of the store. It only talks to loopback addresses.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Config is the bench's configuration: flags, defaulted from BENCH_* env.
+type Config struct {
+	BaseURL, AuthURL, TicketsURL, OrdersURL string
+	MongoURI                                string
+	TicketsDB, TicketsColl                  string
+	OrdersDB, ReplicaColl                   string
+	FloorDB                                 string
+	NATSURL, NATSCluster                    string
+	Concurrency                             []int
+	Run, Warmup                             time.Duration
+	Rate                                    int
+	PropDuration                            time.Duration
+	ConvRounds, ConvUpdates                 int
+	Procs                                   string
+	BinDir                                  string
+	OutDir                                  string
+	StoreLabel                              string
+}
+
+func env(name, def string) string {
+	if v := strings.TrimSpace(os.Getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+// ParseConcurrency parses "1,16,64".
+func ParseConcurrency(s string) ([]int, error) {
+	var out []int
+	for _, p := range strings.Split(s, ",") {
+		p = strings.TrimSpace(p)
+		if p == "" {
+			continue
+		}
+		n, err := strconv.Atoi(p)
+		if err != nil || n < 1 || n > 1024 {
+			return nil, fmt.Errorf("bad concurrency %q", p)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("no concurrency given")
+	}
+	return out, nil
+}
+
+func parseConfig(args []string) (Config, error) {
+	var c Config
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.StringVar(&c.BaseURL, "base", env("BENCH_BASE_URL", "http://127.0.0.1:8080"), "base URL of the stack's proxy (BENCH_BASE_URL)")
+	fs.StringVar(&c.AuthURL, "auth-url", env("BENCH_AUTH_URL", ""), "auth service base URL (default: -base)")
+	fs.StringVar(&c.TicketsURL, "tickets-url", env("BENCH_TICKETS_URL", ""), "tickets service base URL (default: -base)")
+	fs.StringVar(&c.OrdersURL, "orders-url", env("BENCH_ORDERS_URL", ""), "orders service base URL (default: -base)")
+	fs.StringVar(&c.MongoURI, "mongo", env("BENCH_MONGO_URI", env("MONGO_URI", "mongodb://127.0.0.1:27017")), "MongoDB URI of the services' server (BENCH_MONGO_URI, MONGO_URI)")
+	fs.StringVar(&c.TicketsDB, "tickets-db", env("BENCH_TICKETS_DB", "tickets"), "tickets service database")
+	fs.StringVar(&c.TicketsColl, "tickets-coll", env("BENCH_TICKETS_COLL", "tickets"), "tickets collection")
+	fs.StringVar(&c.OrdersDB, "orders-db", env("BENCH_ORDERS_DB", "orders"), "orders service database")
+	fs.StringVar(&c.ReplicaColl, "replica-coll", env("BENCH_REPLICA_COLL", "tickets"), "orders' ticket replica collection")
+	fs.StringVar(&c.FloorDB, "floor-db", env("BENCH_FLOOR_DB", "loadgen_floor"), "database for the floor measurements")
+	fs.StringVar(&c.NATSURL, "nats", env("BENCH_NATS_URL", env("NATS_URL", "nats://127.0.0.1:4222")), "NATS Streaming URL (BENCH_NATS_URL, NATS_URL)")
+	fs.StringVar(&c.NATSCluster, "cluster", env("BENCH_NATS_CLUSTER_ID", env("NATS_CLUSTER_ID", "ticketing")), "NATS Streaming cluster id")
+	conc := fs.String("c", env("BENCH_CONCURRENCY", "1,16,64"), "concurrency levels")
+	fs.DurationVar(&c.Run, "d", durEnv("BENCH_RUN", 4*time.Second), "measured duration of each run")
+	fs.DurationVar(&c.Warmup, "warmup", durEnv("BENCH_WARMUP", 300*time.Millisecond), "unmeasured warm-up of each run")
+	fs.IntVar(&c.Rate, "rate", 200, "steady update rate of the propagation run (updates/s)")
+	fs.DurationVar(&c.PropDuration, "prop-d", durEnv("BENCH_PROP", 10*time.Second), "duration of the propagation run")
+	fs.IntVar(&c.ConvRounds, "conv-rounds", 5, "convergence rounds")
+	fs.IntVar(&c.ConvUpdates, "conv-updates", 30, "rapid updates per convergence round")
+	fs.StringVar(&c.Procs, "procs", env("BENCH_PROCS", ""), "service processes to watch, name=pid,... (default: the processes running binaries of -bin-dir)")
+	fs.StringVar(&c.BinDir, "bin-dir", env("BENCH_BIN_DIR", ".data/bin"), "directory of the devstack's service binaries")
+	fs.StringVar(&c.OutDir, "out", env("BENCH_OUT", "bench/out"), "output directory")
+	fs.StringVar(&c.StoreLabel, "store", env("BENCH_STORE", "MongoDB-protocol server"), "label of the store in the report")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	var err error
+	if c.Concurrency, err = ParseConcurrency(*conc); err != nil {
+		return c, err
+	}
+	for _, p := range []*string{&c.AuthURL, &c.TicketsURL, &c.OrdersURL} {
+		if *p == "" {
+			*p = c.BaseURL
+		}
+		*p = strings.TrimRight(*p, "/")
+	}
+	if c.Run <= 0 || c.Rate <= 0 || c.PropDuration <= 0 {
+		return c, errors.New("durations and rate must be positive")
+	}
+	for _, u := range []string{c.AuthURL, c.TicketsURL, c.OrdersURL, c.MongoURI, c.NATSURL} {
+		if err := Loopback(u); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func durEnv(name string, def time.Duration) time.Duration {
+	if d, err := time.ParseDuration(os.Getenv(name)); err == nil && d > 0 {
+		return d
+	}
+	return def
+}
+
+// Loopback refuses a URL whose hosts are not loopback addresses: the
+// bench generates real load and must never be pointed at another machine.
+func Loopback(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("bad URL %q: %w", raw, err)
+	}
+	// mongodb:// URIs may list several hosts.
+	for _, hp := range strings.Split(u.Host, ",") {
+		host := hp
+		if h, _, err := net.SplitHostPort(hp); err == nil {
+			host = h
+		}
+		if host == "localhost" {
+			continue
+		}
+		ip := net.ParseIP(strings.Trim(host, "[]"))
+		if ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("%q is not a loopback address: the bench runs only against this machine", hp)
+		}
+	}
+	return nil
+}
+
+func main() {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], log); err != nil {
+		log.Error("bench failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	cfg, err := parseConfig(args)
+	if err != nil {
+		return err
+	}
+	b, err := NewBench(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	rep, err := b.Run(ctx)
+	if err != nil {
+		return err
+	}
+	rep.WriteText(os.Stdout)
+	return writeOutputs(cfg.OutDir, rep)
+}
+
+func writeOutputs(dir string, rep *Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	write := func(name string, fn func(f *os.File) error) error {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			return err
+		}
+		if err := fn(f); err != nil {
+			f.Close()
+			return err
+		}
+		return f.Close()
+	}
+	if err := write("bench.json", func(f *os.File) error { return rep.WriteJSON(f) }); err != nil {
+		return err
+	}
+	if err := write("bench.md", func(f *os.File) error { rep.WriteMarkdown(f); return nil }); err != nil {
+		return err
+	}
+	if err := write("latency.svg", func(f *os.File) error { return rep.WriteSVG(f) }); err != nil {
+		return err
+	}
+	fmt.Printf("\nwritten: %s/{bench.json,bench.md,latency.svg}\n", dir)
+	return nil
+}
+
+func hostInfo() Host {
+	return Host{CPUs: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version()}
+}
