@@ -1,0 +1,79 @@
+// Package outbox delivers events without losing them, on a standalone
+// MongoDB or the FerretDB stand-in (neither has multi-document
+// transactions).
+//
+// The pending events of a document live in the document itself, in the
+// array field "outbox", written by the same single-document write as the
+// state change (`$push` next to the `$set` and the version `$inc`, or in the
+// inserted document): the change and its event are stored atomically or
+// not at all. A Relay publishes the entries of a document in array order
+// and then `$pull`s them by entry id. Notify(docID) after a write makes the
+// relay publish at once (the HTTP response never waits for the broker); a
+// poll picks up whatever is left (after a crash, a restart or a NATS
+// outage), with backoff while publishing fails.
+//
+// Guarantees: at least once, and in order per document within one relay.
+// Several relays (replicas) may publish an entry twice but the first copy
+// of entry n+1 always follows the first copy of entry n (an entry is pulled
+// only after it was published, and every relay publishes a document's
+// entries in array order); consumers deduplicate by version.
+//
+// Writers must never `$set` the outbox field (that would drop entries a
+// relay has not published yet, or resurrect published ones): use Push.
+package outbox
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+
+	"github.com/ticketing-go/ticketing/common/events"
+)
+
+// Field is the document field that holds pending entries.
+const Field = "outbox"
+
+// Entry is one pending event.
+type Entry struct {
+	ID        primitive.ObjectID `bson:"id" json:"id"`
+	Subject   string             `bson:"subject" json:"subject"`
+	Data      []byte             `bson:"data" json:"data"`
+	CreatedAt time.Time          `bson:"createdAt" json:"createdAt"`
+}
+
+// NewEntry encodes e as an entry to store with the change that caused it.
+func NewEntry(e events.Event) (Entry, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return Entry{}, fmt.Errorf("outbox: encode %s: %w", e.Subject(), err)
+	}
+	return Entry{ID: primitive.NewObjectID(), Subject: string(e.Subject()), Data: data, CreatedAt: time.Now().UTC()}, nil
+}
+
+// Push adds `$push: {outbox: {$each: entries}}` to update (a MongoDB update
+// document such as bson.M{"$set": ...}) and returns it.
+func Push(update bson.M, entries ...Entry) bson.M {
+	if update == nil {
+		update = bson.M{}
+	}
+	if len(entries) == 0 {
+		return update
+	}
+	push, _ := update["$push"].(bson.M)
+	if push == nil {
+		push = bson.M{}
+	}
+	push[Field] = bson.M{"$each": entries}
+	update["$push"] = push
+	return update
+}
+
+// Publisher publishes raw event data and returns once the broker has it
+// (events.Conn).
+type Publisher interface {
+	PublishRaw(ctx context.Context, subject string, data []byte) error
+}

@@ -1,0 +1,337 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+)
+
+var backlogGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+	Name: "outbox_backlog",
+	Help: "Outbox entries written but not yet published, as of the last poll.",
+}, []string{"collection"})
+
+// Options tune a Relay; zero values take the defaults.
+type Options struct {
+	// PollInterval: how often the relay looks for entries nobody notified
+	// it of (after a crash or restart, or that failed to publish). Default 1s.
+	PollInterval time.Duration
+	// MaxBackoff caps the poll delay while publishing fails. Default 5s.
+	MaxBackoff time.Duration
+	// Workers: documents processed at once (each document by at most one
+	// worker at a time, so its entries go out in order). Default 4.
+	Workers int
+	// PublishTimeout bounds one publish. Default 5s.
+	PublishTimeout time.Duration
+	// BatchSize: documents one poll picks up at most. Default 1000.
+	BatchSize int
+}
+
+func (o Options) withDefaults() Options {
+	if o.PollInterval <= 0 {
+		o.PollInterval = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 5 * time.Second
+	}
+	if o.MaxBackoff < o.PollInterval {
+		o.MaxBackoff = o.PollInterval
+	}
+	if o.Workers <= 0 {
+		o.Workers = 4
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 5 * time.Second
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 1000
+	}
+	return o
+}
+
+// states of a document id in the relay's queue
+const (
+	queued = iota + 1
+	running
+	dirty // running, and notified again meanwhile: process once more
+)
+
+// Relay publishes the outbox entries of one collection.
+type Relay struct {
+	coll *mongo.Collection
+	pub  Publisher
+	log  *slog.Logger
+	opts Options
+
+	mu       sync.Mutex
+	queue    []any
+	state    map[any]int
+	failures int // consecutive failed documents; drives the poll backoff
+	wake     chan struct{}
+	pollNow  chan struct{}
+}
+
+// NewRelay returns a relay for coll; call Run to start it. Document ids
+// passed to Notify must be comparable (ObjectID, string, number).
+func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Options) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{
+		coll:    coll,
+		pub:     pub,
+		log:     log.With("component", "outbox", "collection", coll.Name()),
+		opts:    opts.withDefaults(),
+		state:   map[any]int{},
+		wake:    make(chan struct{}, 1),
+		pollNow: make(chan struct{}, 1),
+	}
+}
+
+// Notify asks the relay to publish the pending entries of docID now. It
+// never blocks; call it after every write that pushed an entry.
+func (r *Relay) Notify(docID any) {
+	r.mu.Lock()
+	switch r.state[docID] {
+	case 0:
+		r.state[docID] = queued
+		r.queue = append(r.queue, docID)
+	case running:
+		r.state[docID] = dirty
+	}
+	r.mu.Unlock()
+	signal(r.wake)
+}
+
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// Run publishes until ctx is done. It starts with a poll, so entries left
+// by a previous process are published first.
+func (r *Relay) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for range r.opts.Workers {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.work(ctx) }()
+	}
+	defer wg.Wait()
+	delay := time.Duration(0)
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-r.pollNow:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		}
+		if err := r.poll(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("outbox poll failed", "err", err)
+		}
+		timer.Reset(r.nextDelay())
+	}
+}
+
+// nextDelay is PollInterval, doubled per consecutive failure up to MaxBackoff.
+func (r *Relay) nextDelay() time.Duration {
+	r.mu.Lock()
+	n := r.failures
+	r.mu.Unlock()
+	d := r.opts.PollInterval
+	for i := 0; i < n && d < r.opts.MaxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, r.opts.MaxBackoff)
+}
+
+// poll queues every document with pending entries and updates the backlog gauge.
+func (r *Relay) poll(ctx context.Context) error {
+	cur, err := r.coll.Find(ctx, pendingFilter(),
+		options.Find().SetProjection(bson.M{Field: 1}).SetLimit(int64(r.opts.BatchSize)))
+	if err != nil {
+		return err
+	}
+	defer cur.Close(ctx)
+	r.mu.Lock()
+	failing := r.failures > 0
+	r.mu.Unlock()
+	var backlog, notified int
+	for cur.Next(ctx) {
+		var doc struct {
+			ID     any     `bson:"_id"`
+			Outbox []Entry `bson:"outbox"`
+		}
+		if err := cur.Decode(&doc); err != nil {
+			return err
+		}
+		if len(doc.Outbox) == 0 {
+			continue
+		}
+		backlog += len(doc.Outbox)
+		// While publishing fails, one document probes the broker; its
+		// success triggers a full poll at once (see finish).
+		if !failing || notified == 0 {
+			r.Notify(doc.ID)
+			notified++
+		}
+	}
+	backlogGauge.WithLabelValues(r.coll.Name()).Set(float64(backlog))
+	return cur.Err()
+}
+
+// pendingFilter matches documents with at least one outbox entry.
+func pendingFilter() bson.M {
+	return bson.M{Field + ".0": bson.M{"$exists": true}}
+}
+
+func (r *Relay) work(ctx context.Context) {
+	for {
+		id, ok := r.next(ctx)
+		if !ok {
+			return
+		}
+		err := r.process(ctx, id)
+		r.finish(id, err)
+	}
+}
+
+func (r *Relay) next(ctx context.Context) (any, bool) {
+	for {
+		r.mu.Lock()
+		if len(r.queue) > 0 {
+			id := r.queue[0]
+			r.queue[0] = nil
+			r.queue = r.queue[1:]
+			r.state[id] = running
+			more := len(r.queue) > 0
+			r.mu.Unlock()
+			if more {
+				signal(r.wake) // another worker may take the next one
+			}
+			return id, true
+		}
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-r.wake:
+		}
+	}
+}
+
+func (r *Relay) finish(id any, err error) {
+	r.mu.Lock()
+	wasFailing := r.failures > 0
+	if err != nil {
+		r.failures++
+	} else {
+		r.failures = 0
+	}
+	if r.state[id] == dirty && err == nil {
+		r.state[id] = queued
+		r.queue = append(r.queue, id)
+		r.mu.Unlock()
+		signal(r.wake)
+		return
+	}
+	delete(r.state, id)
+	r.mu.Unlock()
+	if err == nil && wasFailing {
+		signal(r.pollNow) // the broker is back: deliver the rest now, not after the backoff
+	}
+}
+
+// process publishes the pending entries of one document in order and
+// removes the published ones. A publish failure stops at that entry; the
+// poll retries it later.
+func (r *Relay) process(ctx context.Context, id any) error {
+	var doc struct {
+		Outbox []Entry `bson:"outbox"`
+	}
+	err := r.coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{Field: 1})).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("outbox read failed", "id", id, "err", err)
+		}
+		return err
+	}
+	published := make([]primitive.ObjectID, 0, len(doc.Outbox))
+	var pubErr error
+	for _, e := range doc.Outbox {
+		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
+		pubErr = r.pub.PublishRaw(pctx, e.Subject, e.Data)
+		cancel()
+		if pubErr != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("outbox publish failed; will retry", "id", id, "subject", e.Subject, "err", pubErr)
+			}
+			break
+		}
+		published = append(published, e.ID)
+	}
+	if len(published) > 0 {
+		// A failure here only means the entries are published again later.
+		_, err := r.coll.UpdateOne(ctx, bson.M{"_id": id},
+			bson.M{"$pull": bson.M{Field: bson.M{"id": bson.M{"$in": published}}}})
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("outbox cleanup failed; entries will be published again", "id", id, "err", err)
+			}
+			if pubErr == nil {
+				pubErr = err
+			}
+		}
+	}
+	return pubErr
+}
+
+// Backlog counts the entries written but not yet published.
+func (r *Relay) Backlog(ctx context.Context) (int64, error) {
+	return Backlog(ctx, r.coll)
+}
+
+// Backlog counts the pending outbox entries of coll.
+func Backlog(ctx context.Context, coll *mongo.Collection) (int64, error) {
+	cur, err := coll.Find(ctx, pendingFilter(), options.Find().SetProjection(bson.M{Field: 1}))
+	if err != nil {
+		return 0, err
+	}
+	defer cur.Close(ctx)
+	var n int64
+	for cur.Next(ctx) {
+		var doc struct {
+			Outbox []Entry `bson:"outbox"`
+		}
+		if err := cur.Decode(&doc); err != nil {
+			return 0, err
+		}
+		n += int64(len(doc.Outbox))
+	}
+	if err := cur.Err(); err != nil {
+		return 0, err
+	}
+	backlogGauge.WithLabelValues(coll.Name()).Set(float64(n))
+	return n, nil
+}
