@@ -19,6 +19,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/httpx"
 	"github.com/ticketing-go/ticketing/common/logx"
+	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/services/auth/internal/domain"
 	"github.com/ticketing-go/ticketing/services/auth/internal/httpapi"
 	"github.com/ticketing-go/ticketing/services/auth/internal/ratelimit"
@@ -59,7 +60,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	env.Log(log, "config")
 
-	client, db, err := store.Connect(ctx, mongoURI, mongoDB)
+	client, db, err := mongox.Connect(ctx, mongoURI, mongoDB)
 	if err != nil {
 		return fmt.Errorf("mongo: %w", err)
 	}
@@ -77,7 +78,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}, log)
 
 	router := httpx.NewRouter(httpx.RouterOptions{Service: "auth", Log: log, Ready: []httpx.Check{
-		{Name: "mongo", Fn: func(ctx context.Context) error { return client.Ping(ctx, nil) }},
+		{Name: "mongo", Fn: mongox.Ping(client)},
 	}})
 	api.Mount(router)
 

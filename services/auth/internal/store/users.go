@@ -15,6 +15,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/services/auth/internal/domain"
 )
 
@@ -40,7 +41,7 @@ func NewUsers(ctx context.Context, db *mongo.Database) (*Users, error) {
 		Options: options.Index().SetUnique(true).SetName("emailKey_unique"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("users: create index: %w", classify(err))
+		return nil, fmt.Errorf("users: create index: %w", mongox.Classify(err))
 	}
 	return u, nil
 }
@@ -50,10 +51,10 @@ func (s *Users) Create(ctx context.Context, u *domain.User) error {
 	d := userDoc{ID: primitive.NewObjectID(), Email: u.Email, EmailKey: u.EmailKey,
 		PasswordHash: u.PasswordHash, CreatedAt: u.CreatedAt}
 	if _, err := s.coll.InsertOne(ctx, d); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
+		if mongox.IsDuplicateKey(err) {
 			return domain.ErrEmailInUse
 		}
-		return classify(err)
+		return mongox.Classify(err)
 	}
 	u.ID = d.ID.Hex()
 	return nil
@@ -67,38 +68,8 @@ func (s *Users) ByEmailKey(ctx context.Context, key string) (*domain.User, error
 		return nil, apperr.ErrNotFound
 	}
 	if err != nil {
-		return nil, classify(err)
+		return nil, mongox.Classify(err)
 	}
 	return &domain.User{ID: d.ID.Hex(), Email: d.Email, EmailKey: d.EmailKey,
 		PasswordHash: d.PasswordHash, CreatedAt: d.CreatedAt}, nil
-}
-
-// classify turns "MongoDB cannot be reached" into a 503 so clients retry,
-// and leaves every other error a 500.
-// TODO(mongox): replace with mongox.Classify once common/mongox lands.
-func classify(err error) error {
-	switch {
-	case mongo.IsNetworkError(err), mongo.IsTimeout(err), errors.Is(err, mongo.ErrClientDisconnected):
-		return apperr.Wrap(apperr.Unavailable, "Service unavailable, try again", err)
-	}
-	return err
-}
-
-// Connect opens a client to uri, checks it with a ping and returns database db.
-func Connect(ctx context.Context, uri, db string) (*mongo.Client, *mongo.Database, error) {
-	opts := options.Client().ApplyURI(uri).
-		SetConnectTimeout(5 * time.Second).
-		SetServerSelectionTimeout(5 * time.Second).
-		SetTimeout(10 * time.Second)
-	c, err := mongo.Connect(ctx, opts)
-	if err != nil {
-		return nil, nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := c.Ping(pctx, nil); err != nil {
-		_ = c.Disconnect(context.Background())
-		return nil, nil, fmt.Errorf("mongo ping: %w", err)
-	}
-	return c, c.Database(db), nil
 }
