@@ -1,0 +1,34 @@
+// Command orders is the orders service: the orders API (/api/orders), a
+// replica of tickets kept from ticket events, and order events published
+// through the outbox.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ticketing-go/ticketing/common/config"
+	"github.com/ticketing-go/ticketing/common/logx"
+	"github.com/ticketing-go/ticketing/services/orders/internal/app"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "orders:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	log := logx.New(app.Service)
+	cfg, err := app.LoadConfig(config.FromOS(), log)
+	if err != nil {
+		return err
+	}
+	return app.Run(ctx, cfg, log, nil)
+}
