@@ -1,0 +1,122 @@
+// Package listeners is the events port of the tickets service: it applies
+// order:created (the order holds the ticket) and order:cancelled (the ticket
+// is free again) in the queue group "tickets-service".
+//
+// Each change goes through the store like an edit (version + 1 and a
+// ticket:updated event in the same write), so it is published in version
+// order by the outbox relay. Redelivered and duplicate events change
+// nothing: the ticket remembers which order holds it and which orders
+// released it (domain.Ticket.Reserve/Release). An event that arrives before
+// the one it depends on (order B's creation while order A, cancelled, still
+// holds the ticket; a cancellation before its creation) waits for it in an
+// inorder.Gate, and after the gate's wait falls back to redelivery.
+package listeners
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/inorder"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/domain"
+)
+
+// QueueGroup is the queue group (and durable name) of the tickets service.
+const QueueGroup = "tickets-service"
+
+// Tickets is what the listeners need of the ticket store.
+type Tickets interface {
+	Update(ctx context.Context, id string, fn func(*domain.Ticket) error) (domain.Ticket, error)
+}
+
+// Subscriber is the events connection (*events.Conn).
+type Subscriber interface {
+	Subscribe(s events.Subscription, h events.Handler) error
+}
+
+// Options tunes the subscriptions; zero values take the events defaults.
+type Options struct {
+	AckWait       time.Duration // redelivery after a failure
+	MaxDeliveries int           // then dead letter
+	MaxInflight   int
+	// GapWait is how long an event waits in process for the event it
+	// depends on before it falls back to redelivery (default 5s).
+	GapWait time.Duration
+}
+
+// Listeners applies order events to tickets.
+type Listeners struct {
+	tickets Tickets
+	gate    *inorder.Gate
+	log     *slog.Logger
+	opts    Options
+}
+
+// New returns the listeners over tickets.
+func New(tickets Tickets, log *slog.Logger, opts Options) *Listeners {
+	if opts.GapWait <= 0 {
+		opts.GapWait = 5 * time.Second
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Listeners{tickets: tickets, gate: inorder.NewGate(opts.GapWait), log: log, opts: opts}
+}
+
+// Subscribe starts both listeners on sub.
+func (l *Listeners) Subscribe(sub Subscriber) error {
+	subs := []struct {
+		subject events.Subject
+		h       events.Handler
+	}{
+		{events.SubjectOrderCreated, events.Decode(l.OrderCreated)},
+		{events.SubjectOrderCancelled, events.Decode(l.OrderCancelled)},
+	}
+	for _, s := range subs {
+		err := sub.Subscribe(events.Subscription{
+			Subject:       s.subject,
+			QueueGroup:    QueueGroup,
+			AckWait:       l.opts.AckWait,
+			MaxDeliveries: l.opts.MaxDeliveries,
+			MaxInflight:   l.opts.MaxInflight,
+			Middleware:    []events.Middleware{events.Logging(l.log)},
+		}, s.h)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// OrderCreated reserves the order's ticket for it.
+func (l *Listeners) OrderCreated(ctx context.Context, e events.OrderCreatedEvent, _ *events.Msg) error {
+	return l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.Reserve(e.ID) })
+}
+
+// OrderCancelled frees the order's ticket if that order holds it.
+func (l *Listeners) OrderCancelled(ctx context.Context, e events.OrderCancelledEvent, _ *events.Msg) error {
+	return l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.Release(e.ID) })
+}
+
+func (l *Listeners) apply(ctx context.Context, ticketID string, fn func(*domain.Ticket) error) error {
+	return l.gate.Apply(ctx, ticketID, func(ctx context.Context) (inorder.Outcome, error) {
+		_, err := l.tickets.Update(ctx, ticketID, fn)
+		switch {
+		case err == nil:
+			return inorder.Applied, nil
+		case errors.Is(err, domain.ErrUnchanged):
+			return inorder.Stale, nil
+		case errors.Is(err, domain.ErrHeldByOther), errors.Is(err, domain.ErrNotYetReserved):
+			return inorder.Ahead, nil
+		case apperr.Is(err, apperr.NotFound), apperr.Is(err, apperr.Invalid):
+			// Tickets are created here before any order can name them: an
+			// unknown or malformed ticket id will never become valid.
+			return inorder.Stale, events.Poison(err)
+		default:
+			return inorder.Stale, err // e.g. MongoDB unavailable: redelivery
+		}
+	})
+}

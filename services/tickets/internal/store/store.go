@@ -1,0 +1,215 @@
+// Package store keeps tickets in MongoDB (or the stand-in) and is the one
+// place where their concurrency control lives.
+//
+// Every change is a single-document write that also appends the change's
+// event to the document's outbox (common/outbox): the state and its event
+// are stored atomically without multi-document transactions, and a Relay
+// publishes them in order afterwards. A crash or a NATS outage between the
+// write and the publish therefore delays an event but never loses it.
+//
+// Concurrency: Update reads the ticket, runs the caller's closure on it and
+// writes back only if the version is still the one read (optimistic
+// concurrency, mongox.UpdateVersioned). When another writer got there first,
+// Update reads the new state and runs the closure again, up to maxAttempts
+// times: two concurrent edits both apply, in turn, with distinct versions,
+// and neither is lost. A caller that must not overwrite a change it has not
+// seen (an HTTP client sending the version it edited) checks the version in
+// its closure (domain.Ticket.ExpectVersion), which then answers 409 on the
+// re-run.
+package store
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/domain"
+)
+
+// Collection is the name of the tickets collection.
+const Collection = "tickets"
+
+// maxAttempts bounds how often Update re-runs its closure after losing a
+// race; each lost race means another writer succeeded, so this only runs out
+// under a storm of writes to one ticket, which then gets 409.
+const maxAttempts = 16
+
+// Notifier is told the id of every document written with a pending event
+// (an *outbox.Relay), so the event goes out at once instead of at the next poll.
+type Notifier interface{ Notify(docID any) }
+
+// Store is the ticket repository.
+type Store struct {
+	coll   *mongo.Collection
+	notify Notifier
+}
+
+// New returns a Store on db's tickets collection. n may be nil (the relay's
+// poll then finds the events).
+func New(db *mongo.Database, n Notifier) *Store {
+	return &Store{coll: db.Collection(Collection), notify: n}
+}
+
+// Coll is the tickets collection, for the outbox relay.
+func (s *Store) Coll() *mongo.Collection { return s.coll }
+
+// doc is a ticket as stored. OrderID is "" (not absent) for a free ticket so
+// that the list query is a plain equality every MongoDB dialect agrees on.
+type doc struct {
+	ID       primitive.ObjectID `bson:"_id"`
+	Title    string             `bson:"title"`
+	Price    float64            `bson:"price"`
+	UserID   string             `bson:"userId"`
+	Version  int64              `bson:"version"`
+	OrderID  string             `bson:"orderId"`
+	Released []string           `bson:"released,omitempty"`
+	Outbox   []outbox.Entry     `bson:"outbox,omitempty"`
+}
+
+func (d *doc) ticket() domain.Ticket {
+	return domain.Ticket{ID: d.ID.Hex(), Title: d.Title, Price: d.Price, UserID: d.UserID,
+		Version: d.Version, OrderID: d.OrderID, Released: d.Released}
+}
+
+// Create stores t as a new ticket at version 0 with its ticket:created
+// event, and returns it with its id.
+func (s *Store) Create(ctx context.Context, t domain.Ticket) (domain.Ticket, error) {
+	id := primitive.NewObjectID()
+	t.ID, t.Version = id.Hex(), 0
+	entry, err := outbox.NewEntry(t.Created())
+	if err != nil {
+		return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
+	}
+	d := doc{ID: id, Title: t.Title, Price: t.Price, UserID: t.UserID, OrderID: t.OrderID,
+		Released: t.Released, Outbox: []outbox.Entry{entry}}
+	if _, err := s.coll.InsertOne(ctx, d); err != nil {
+		return domain.Ticket{}, mongox.Classify(err)
+	}
+	s.notifyWritten(id)
+	return t, nil
+}
+
+// Get returns the ticket with id; apperr.ErrNotFound also for a malformed id.
+func (s *Store) Get(ctx context.Context, id string) (domain.Ticket, error) {
+	oid, ok := mongox.ObjectID(id)
+	if !ok {
+		return domain.Ticket{}, apperr.ErrNotFound
+	}
+	d, err := s.get(ctx, oid)
+	if err != nil {
+		return domain.Ticket{}, err
+	}
+	return d.ticket(), nil
+}
+
+func (s *Store) get(ctx context.Context, id primitive.ObjectID) (*doc, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, apperr.ErrNotFound
+	}
+	if err != nil {
+		return nil, mongox.Classify(err)
+	}
+	return &d, nil
+}
+
+// List returns up to limit tickets that no order holds, newest first
+// (ObjectIds grow with creation time).
+func (s *Store) List(ctx context.Context, limit int) ([]domain.Ticket, error) {
+	opts := options.Find().SetSort(bson.D{{Key: "_id", Value: -1}}).SetLimit(int64(limit))
+	cur, err := s.coll.Find(ctx, bson.M{"orderId": ""}, opts)
+	if err != nil {
+		return nil, mongox.Classify(err)
+	}
+	defer cur.Close(ctx)
+	out := make([]domain.Ticket, 0, min(limit, 128))
+	for cur.Next(ctx) {
+		var d doc
+		if err := cur.Decode(&d); err != nil {
+			return nil, apperr.Wrap(apperr.Internal, "decode ticket", err)
+		}
+		out = append(out, d.ticket())
+	}
+	if err := cur.Err(); err != nil {
+		return nil, mongox.Classify(err)
+	}
+	return out, nil
+}
+
+// Update applies fn to the ticket with id and stores the result at version
+// + 1 together with its ticket:updated event. An error from fn is returned
+// as is and nothing is written; domain.ErrUnchanged is how fn says "nothing
+// to do" (the current ticket is returned with it). fn may run several times
+// (see the package doc), each time on a fresh copy; it may change the
+// title, price, order and released orders, nothing else.
+func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) error) (domain.Ticket, error) {
+	oid, ok := mongox.ObjectID(id)
+	if !ok {
+		return domain.Ticket{}, apperr.ErrNotFound
+	}
+	for attempt := 0; attempt < maxAttempts; attempt++ {
+		if attempt > 0 {
+			if err := backoff(ctx, attempt); err != nil {
+				return domain.Ticket{}, err
+			}
+		}
+		d, err := s.get(ctx, oid)
+		if err != nil {
+			return domain.Ticket{}, err
+		}
+		read := d.ticket()
+		t := read
+		t.Released = append([]string(nil), read.Released...)
+		if err := fn(&t); err != nil {
+			return read, err
+		}
+		// What fn may not change stays as read.
+		t.ID, t.UserID, t.Version = read.ID, read.UserID, read.Version+1
+		entry, err := outbox.NewEntry(t.Updated())
+		if err != nil {
+			return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
+		}
+		update := outbox.Push(bson.M{
+			"$set": bson.M{"title": t.Title, "price": t.Price, "orderId": t.OrderID, "released": t.Released},
+		}, entry)
+		err = mongox.UpdateVersioned(ctx, s.coll, oid, read.Version, update)
+		if apperr.Is(err, apperr.Conflict) {
+			continue // another writer won: re-run fn on what it wrote
+		}
+		if err != nil {
+			return domain.Ticket{}, mongox.Classify(err)
+		}
+		s.notifyWritten(oid)
+		return t, nil
+	}
+	return domain.Ticket{}, apperr.New(apperr.Conflict, "The ticket is being changed by others; retry")
+}
+
+func (s *Store) notifyWritten(id primitive.ObjectID) {
+	if s.notify != nil {
+		s.notify.Notify(id)
+	}
+}
+
+// backoff waits a little, randomised so that racing writers spread out.
+func backoff(ctx context.Context, attempt int) error {
+	d := time.Duration(1+rand.IntN(2*attempt)) * time.Millisecond
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return apperr.Wrap(apperr.Unavailable, "Request cancelled", ctx.Err())
+	case <-t.C:
+		return nil
+	}
+}
