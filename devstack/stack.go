@@ -1,0 +1,295 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ticketing-go/ticketing/common/config"
+)
+
+// DevJWTKey is the signing key used when JWT_KEY is not set. It is public
+// (it is in this file), so it is only ever used by the local stack.
+const DevJWTKey = "dev-only-insecure-jwt-key-change-me"
+
+// Service is a service the stack knows how to run.
+type Service struct {
+	Name   string // directory under services/ and binary name
+	Prefix string // path the proxy routes to it, as the ingress does; "" for none
+}
+
+// DefaultServices are the services of the system, in start order.
+var DefaultServices = []Service{
+	{Name: "auth", Prefix: "/api/users"},
+	{Name: "tickets", Prefix: "/api/tickets"},
+	{Name: "orders", Prefix: "/api/orders"},
+	{Name: "expiration"},
+	{Name: "payments", Prefix: "/api/payments"},
+}
+
+// Options configures Run. The zero value of a port means "any free port".
+type Options struct {
+	Root     string       // repository root (where go.work is); "" finds it from the working directory
+	DataDir  string       // NATS and MongoDB data and binaries; "" is Root/.data
+	Addr     string       // the proxy's address
+	Listener net.Listener // if set, the proxy serves on it instead of Addr (tests)
+
+	MongoURI  string // external MongoDB; "" runs the stand-in
+	MongoPort int    // stand-in port
+	NATSURL   string // external NATS Streaming; "" runs it in-process
+	NATSPort  int
+	ClusterID string
+	JWTKey    string
+
+	Services  []Service     // nil: DefaultServices
+	BaseEnv   []string      // environment the children inherit; nil: os.Environ()
+	StopGrace time.Duration // SIGTERM to kill; 0: 10s
+	Log       *slog.Logger
+	Out       io.Writer // the children's prefixed output; nil: os.Stdout
+}
+
+// OptionsFromEnv reads the stack's configuration from the environment
+// (JWT_KEY aside: the caller reads it, so that it is never logged).
+func OptionsFromEnv(env *config.Env, log *slog.Logger) (Options, error) {
+	o := Options{
+		Addr:      strings.TrimPrefix(env.String("DEV_ADDR", "localhost:8080"), "http://"),
+		DataDir:   env.String("DEV_DATA_DIR", ""),
+		MongoURI:  env.String("MONGO_URI", ""),
+		MongoPort: env.Int("DEV_MONGO_PORT", 27017),
+		NATSURL:   env.String("NATS_URL", ""),
+		NATSPort:  env.Int("DEV_NATS_PORT", 4222),
+		ClusterID: env.String("NATS_CLUSTER_ID", "ticketing"),
+	}
+	env.Check(o.MongoPort >= 0 && o.MongoPort < 65536, "DEV_MONGO_PORT: not a port")
+	env.Check(o.NATSPort >= 0 && o.NATSPort < 65536, "DEV_NATS_PORT: not a port")
+	if err := env.Err(); err != nil {
+		return o, err
+	}
+	env.Log(log, "dev stack config")
+	return o, nil
+}
+
+func (o *Options) defaults() error {
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	if o.Out == nil {
+		o.Out = os.Stdout
+	}
+	if o.Root == "" {
+		root, err := findRoot()
+		if err != nil {
+			return err
+		}
+		o.Root = root
+	}
+	if o.DataDir == "" {
+		o.DataDir = filepath.Join(o.Root, ".data")
+	}
+	abs, err := filepath.Abs(o.DataDir)
+	if err != nil {
+		return err
+	}
+	o.DataDir = abs
+	if o.Services == nil {
+		o.Services = DefaultServices
+	}
+	if o.BaseEnv == nil {
+		o.BaseEnv = os.Environ()
+	}
+	if o.StopGrace == 0 {
+		o.StopGrace = 10 * time.Second
+	}
+	if o.ClusterID == "" {
+		o.ClusterID = "ticketing"
+	}
+	if o.JWTKey == "" {
+		o.JWTKey = DevJWTKey
+		o.Log.Warn("JWT_KEY is not set: using the PUBLIC dev-only default key; set JWT_KEY for anything but local development")
+	}
+	return nil
+}
+
+// findRoot walks up from the working directory to the directory holding go.work.
+func findRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.work")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("go.work not found above the working directory; run from the repository")
+		}
+		dir = parent
+	}
+}
+
+// Run starts the stack and blocks until ctx is done (then stops everything
+// and returns nil) or something fails (a child exits, a server cannot
+// start): then it stops everything and returns the error. Nothing is
+// restarted silently.
+func Run(ctx context.Context, o Options) (err error) {
+	if err := o.defaults(); err != nil {
+		return err
+	}
+	log := o.Log
+	if err := os.MkdirAll(o.DataDir, 0o755); err != nil {
+		return err
+	}
+
+	// Infrastructure first; stopped last (deferred in reverse order).
+	natsURL := o.NATSURL
+	if natsURL == "" {
+		ns, err := startNATS(filepath.Join(o.DataDir, "nats"), o.NATSPort, o.ClusterID)
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); log.Info("nats streaming stopped") }()
+		natsURL = ns.ClientURL()
+		log.Info("nats streaming started (in-process)", "url", natsURL, "cluster", o.ClusterID, "store", filepath.Join(o.DataDir, "nats"))
+	} else {
+		log.Info("using external nats streaming", "url", config.MaskURL(natsURL))
+	}
+	mongoURI := o.MongoURI
+	if mongoURI == "" {
+		uri, stop, err := startMongo(ctx, filepath.Join(o.DataDir, "mongo"), o.MongoPort, log)
+		if err != nil {
+			return err
+		}
+		defer func() {
+			if err := stop(); err != nil {
+				log.Error("mongodb stand-in stop", "err", err)
+			} else {
+				log.Info("mongodb stand-in stopped")
+			}
+		}()
+		mongoURI = uri
+		log.Info("mongodb stand-in started (in-process)", "uri", uri, "data", filepath.Join(o.DataDir, "mongo"))
+	} else {
+		log.Info("using external mongodb", "uri", config.MaskURL(mongoURI))
+	}
+
+	svcs, err := discover(o.Root, o.Services, log)
+	if err != nil {
+		return err
+	}
+	if len(svcs) == 0 {
+		log.Warn("no service has a main package yet; serving the proxy only")
+	}
+	bins, err := build(ctx, o.Root, filepath.Join(o.DataDir, "bin"), svcs, log)
+	if err != nil {
+		return err
+	}
+
+	sup := newSupervisor(o.Out, log)
+	defer sup.stopAll(o.StopGrace)
+	backends := map[string]string{} // service name -> base URL
+	for _, s := range svcs {
+		port, err := freePort()
+		if err != nil {
+			return err
+		}
+		env := append(append([]string{}, o.BaseEnv...),
+			"PORT="+strconv.Itoa(port),
+			"MONGO_URI="+withDatabase(mongoURI, s.Name),
+			"MONGO_DB="+s.Name,
+			"NATS_URL="+natsURL,
+			"NATS_CLUSTER_ID="+o.ClusterID,
+			"HOSTNAME="+s.Name, // NATS client ids read "<service>-<random>"
+			"JWT_KEY="+o.JWTKey,
+			"COOKIE_SECURE=false", // the stack is served over plain http
+			"TRUSTED_PROXIES=1",   // the proxy below appends X-Forwarded-For
+		)
+		if v, ok := lookup(o.BaseEnv, "LOG_FORMAT"); !ok || v == "" {
+			env = append(env, "LOG_FORMAT=text")
+		}
+		if err := sup.start(s.Name, bins[s.Name], o.Root, env); err != nil {
+			return err
+		}
+		backends[s.Name] = "http://127.0.0.1:" + strconv.Itoa(port)
+		log.Info("service started", "service", s.Name, "url", backends[s.Name], "pid", sup.pid(s.Name))
+	}
+
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.Addr); err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+	}
+	proxy := newProxy(o.Root, o.Services, backends, log)
+	pctx, stopProxy := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopProxy()
+	proxyDone := make(chan error, 1)
+	go func() { proxyDone <- serveProxy(pctx, ln, proxy, log) }()
+	go func() {
+		if err := waitHealthy(ctx, backends, sup); err == nil {
+			log.Info("dev stack ready", "url", "http://"+ln.Addr().String(), "services", names(svcs))
+		}
+	}()
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping the dev stack")
+	case ex := <-sup.exited:
+		err = fmt.Errorf("service %s exited unexpectedly (%v); stopping the stack, nothing is restarted", ex.name, ex.err)
+		log.Error(err.Error())
+	case perr := <-proxyDone:
+		return fmt.Errorf("proxy: %w", perr)
+	}
+	stopProxy()
+	if perr := <-proxyDone; perr != nil && err == nil {
+		err = fmt.Errorf("proxy: %w", perr)
+	}
+	return err
+}
+
+// withDatabase returns uri with its path set to db, so that a service that
+// reads only MONGO_URI uses its own database too.
+func withDatabase(uri, db string) string {
+	u, err := url.Parse(uri)
+	if err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") {
+		return uri
+	}
+	u.Path = "/" + db
+	u.RawPath = ""
+	return u.String()
+}
+
+func lookup(env []string, key string) (string, bool) {
+	for i := len(env) - 1; i >= 0; i-- {
+		if k, v, ok := strings.Cut(env[i], "="); ok && k == key {
+			return v, true
+		}
+	}
+	return "", false
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+func names(svcs []Service) []string {
+	out := make([]string, len(svcs))
+	for i, s := range svcs {
+		out[i] = s.Name
+	}
+	return out
+}
