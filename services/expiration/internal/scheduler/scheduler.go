@@ -1,0 +1,137 @@
+// Package scheduler fires due expirations: it sleeps until the earliest
+// pending expiry (woken early when a new one is scheduled, and at least every
+// poll interval for expiries scheduled by other replicas), then fires every
+// due one.
+package scheduler
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promauto"
+
+	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
+)
+
+// Store is what the scheduler needs of the expirations store.
+type Store interface {
+	Due(ctx context.Context, now time.Time, limit int) ([]domain.Expiration, error)
+	NextDue(ctx context.Context) (time.Time, bool, error)
+	// Fire records expiration:complete once; false when already fired or
+	// dropped.
+	Fire(ctx context.Context, id string, now time.Time) (bool, error)
+}
+
+// Scheduler fires expirations when they are due.
+type Scheduler struct {
+	store  Store
+	notify func(id any) // tells the outbox relay to publish now
+	poll   time.Duration
+	log    *slog.Logger
+	wake   chan struct{}
+	// Now is the clock (tests may replace it before Run).
+	Now func() time.Time
+}
+
+var (
+	firedTotal = promauto.NewCounter(prometheus.CounterOpts{
+		Name: "expiration_fired_total",
+		Help: "Expirations fired (expiration:complete recorded for publishing) by this process.",
+	})
+	lateness = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "expiration_fire_lateness_seconds",
+		Help:    "How long after its expiresAt an expiration fired.",
+		Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300},
+	})
+)
+
+// batch is how many due expirations one query fetches.
+const batch = 100
+
+// New returns a Scheduler. notify may be nil.
+func New(store Store, notify func(id any), poll time.Duration, log *slog.Logger) *Scheduler {
+	if poll <= 0 {
+		poll = 5 * time.Second
+	}
+	return &Scheduler{store: store, notify: notify, poll: poll, log: log, wake: make(chan struct{}, 1), Now: time.Now}
+}
+
+// Wake makes the scheduler look at the store again now (a new expiration
+// may be earlier than the one it sleeps towards).
+func (s *Scheduler) Wake() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run fires due expirations until ctx is done.
+func (s *Scheduler) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-s.wake:
+		}
+		wait, err := s.tick(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			s.log.Warn("firing expirations", "err", err)
+			wait = min(s.poll, time.Second)
+		}
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(wait)
+	}
+}
+
+// tick fires everything due and returns how long to sleep.
+func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
+	for {
+		now := s.Now()
+		due, err := s.store.Due(ctx, now, batch)
+		if err != nil {
+			return 0, err
+		}
+		for _, e := range due {
+			fired, err := s.store.Fire(ctx, e.OrderID, now)
+			if err != nil {
+				return 0, err
+			}
+			if fired {
+				firedTotal.Inc()
+				lateness.Observe(now.Sub(e.ExpiresAt).Seconds())
+				s.log.Info("expiration fired", "orderId", e.OrderID, "expiresAt", e.ExpiresAt,
+					"lateBy", now.Sub(e.ExpiresAt).Round(time.Millisecond))
+				if s.notify != nil {
+					s.notify(e.OrderID)
+				}
+			}
+		}
+		if len(due) < batch {
+			break
+		}
+	}
+	next, ok, err := s.store.NextDue(ctx)
+	if err != nil {
+		return 0, err
+	}
+	wait := s.poll
+	if ok {
+		// Stored times have millisecond precision: a millisecond late is
+		// never too early.
+		wait = min(wait, max(next.Sub(s.Now())+time.Millisecond, 0))
+	}
+	return wait, nil
+}

@@ -1,0 +1,158 @@
+// Package store is the MongoDB adapter of the expiration service: one
+// document per order in collection "expirations", keyed by the order id.
+//
+// Firing is a single conditional write: {state: pending} becomes
+// {state: fired} and expiration:complete is pushed onto the document's
+// outbox in the same update. Of two replicas racing for one expiration only
+// one write matches, so only one event is ever recorded; and a replica that
+// dies right after the write loses nothing, because the event is stored and
+// any replica's outbox relay publishes it. The write is therefore the claim:
+// no separate lease is needed.
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
+)
+
+// Collection is the collection of expirations.
+const Collection = "expirations"
+
+// Store keeps expirations.
+type Store struct {
+	coll *mongo.Collection
+}
+
+type doc struct {
+	ID        string         `bson:"_id"`
+	ExpiresAt time.Time      `bson:"expiresAt"`
+	State     domain.State   `bson:"state"`
+	FiredAt   *time.Time     `bson:"firedAt,omitempty"`
+	Outbox    []outbox.Entry `bson:"outbox,omitempty"`
+}
+
+// New returns the store on db and creates its index.
+func New(ctx context.Context, db *mongo.Database) (*Store, error) {
+	s := &Store{coll: db.Collection(Collection)}
+	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "state", Value: 1}, {Key: "expiresAt", Value: 1}},
+		Options: options.Index().SetName("state_expiresAt"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("expirations index: %w", mongox.Classify(err))
+	}
+	return s, nil
+}
+
+// Coll is the collection the outbox relay publishes from.
+func (s *Store) Coll() *mongo.Collection { return s.coll }
+
+// Schedule records that order id expires at expiresAt. It reports false
+// when the order is already known (a duplicate order:created, or one that
+// arrives after its order:cancelled): each order is scheduled once.
+func (s *Store) Schedule(ctx context.Context, id string, expiresAt time.Time) (bool, error) {
+	_, err := s.coll.InsertOne(ctx, doc{ID: id, ExpiresAt: expiresAt.UTC(), State: domain.Pending})
+	if mongox.IsDuplicateKey(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, mongox.Classify(err)
+	}
+	return true, nil
+}
+
+// Drop cancels a pending expiration, or leaves a tombstone when the order is
+// not known yet. A fired expiration stays fired.
+func (s *Store) Drop(ctx context.Context, id string) error {
+	res, err := s.coll.UpdateOne(ctx, bson.M{"_id": id, "state": domain.Pending},
+		bson.M{"$set": bson.M{"state": domain.Dropped}})
+	if err != nil {
+		return mongox.Classify(err)
+	}
+	if res.MatchedCount == 1 {
+		return nil
+	}
+	_, err = s.coll.InsertOne(ctx, doc{ID: id, State: domain.Dropped})
+	if err != nil && !mongox.IsDuplicateKey(err) {
+		return mongox.Classify(err)
+	}
+	return nil
+}
+
+// Get returns the expiration of an order (for tests and diagnostics).
+func (s *Store) Get(ctx context.Context, id string) (domain.Expiration, bool, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return domain.Expiration{}, false, nil
+	}
+	if err != nil {
+		return domain.Expiration{}, false, mongox.Classify(err)
+	}
+	return d.expiration(), true, nil
+}
+
+func (d doc) expiration() domain.Expiration {
+	return domain.Expiration{OrderID: d.ID, ExpiresAt: d.ExpiresAt.UTC(), State: d.State}
+}
+
+// Due returns up to limit pending expirations due at now, earliest first.
+func (s *Store) Due(ctx context.Context, now time.Time, limit int) ([]domain.Expiration, error) {
+	cur, err := s.coll.Find(ctx, bson.M{"state": domain.Pending, "expiresAt": bson.M{"$lte": now.UTC()}},
+		options.Find().SetSort(bson.D{{Key: "expiresAt", Value: 1}}).SetLimit(int64(limit)).
+			SetProjection(bson.M{"outbox": 0}))
+	if err != nil {
+		return nil, mongox.Classify(err)
+	}
+	var docs []doc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, mongox.Classify(err)
+	}
+	out := make([]domain.Expiration, len(docs))
+	for i, d := range docs {
+		out[i] = d.expiration()
+	}
+	return out, nil
+}
+
+// NextDue returns the earliest pending expiry, if any.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var d doc
+	err := s.coll.FindOne(ctx, bson.M{"state": domain.Pending},
+		options.FindOne().SetSort(bson.D{{Key: "expiresAt", Value: 1}}).SetProjection(bson.M{"expiresAt": 1})).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return time.Time{}, false, nil
+	}
+	if err != nil {
+		return time.Time{}, false, mongox.Classify(err)
+	}
+	return d.ExpiresAt.UTC(), true, nil
+}
+
+// Fire marks the pending expiration of order id fired and records its
+// expiration:complete event, in one conditional write. It reports false when
+// the expiration is no longer pending (another replica fired it, or the
+// order was cancelled).
+func (s *Store) Fire(ctx context.Context, id string, now time.Time) (bool, error) {
+	e, err := outbox.NewEntry(events.ExpirationComplete{OrderID: id})
+	if err != nil {
+		return false, err
+	}
+	res, err := s.coll.UpdateOne(ctx, bson.M{"_id": id, "state": domain.Pending, "expiresAt": bson.M{"$lte": now.UTC()}},
+		outbox.Push(bson.M{"$set": bson.M{"state": domain.Fired, "firedAt": now.UTC()}}, e))
+	if err != nil {
+		return false, mongox.Classify(err)
+	}
+	return res.ModifiedCount == 1, nil
+}
