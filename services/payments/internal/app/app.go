@@ -1,0 +1,126 @@
+// Package app wires the payments service: configuration, MongoDB, NATS
+// Streaming, Stripe, the outbox relay, the listener and the HTTP server.
+// main and the tests run the service through Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ticketing-go/ticketing/common/config"
+	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/httpx"
+	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/services/payments/internal/api"
+	"github.com/ticketing-go/ticketing/services/payments/internal/domain"
+	"github.com/ticketing-go/ticketing/services/payments/internal/listener"
+	"github.com/ticketing-go/ticketing/services/payments/internal/store"
+	"github.com/ticketing-go/ticketing/services/payments/internal/stripe"
+)
+
+// Service is the service's name in logs, metrics and client ids.
+const Service = "payments"
+
+// Config is the service's configuration.
+type Config struct {
+	Port          string
+	MongoURI      string
+	MongoDB       string
+	JWTKey        []byte
+	NATS          events.Config
+	StripeKey     string
+	StripeAPIBase string // "" = Stripe's own API
+	// StripeTimeout bounds one Stripe call; the payment claim lease is
+	// derived from it.
+	StripeTimeout time.Duration
+	// AckWait of the order subscriptions.
+	AckWait time.Duration
+	// GapWait: how long an order event ahead of a gap waits in-process.
+	GapWait time.Duration
+}
+
+// ConfigFromEnv reads the configuration; every problem is in env.Err().
+func ConfigFromEnv(env *config.Env) Config {
+	return Config{
+		Port:          env.String("PORT", "3000"),
+		MongoURI:      env.Required("MONGO_URI"),
+		MongoDB:       env.String("MONGO_DB", "payments"),
+		JWTKey:        []byte(env.Secret("JWT_KEY")),
+		NATS:          events.ConfigFromEnv(env, Service),
+		StripeKey:     env.Secret("STRIPE_KEY"),
+		StripeAPIBase: env.String("STRIPE_API_BASE", ""),
+		StripeTimeout: env.Duration("STRIPE_TIMEOUT", 20*time.Second),
+		AckWait:       env.Duration("ACK_WAIT", 30*time.Second),
+		GapWait:       env.Duration("GAP_WAIT", 10*time.Second),
+	}
+}
+
+// Run serves on ln until ctx is done. A nil ln listens on cfg.Port.
+func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) error {
+	if cfg.StripeTimeout <= 0 {
+		cfg.StripeTimeout = 20 * time.Second
+	}
+	if cfg.GapWait <= 0 {
+		cfg.GapWait = 10 * time.Second
+	}
+	client, db, err := mongox.Connect(ctx, cfg.MongoURI, cfg.MongoDB)
+	if err != nil {
+		return fmt.Errorf("mongodb: %w", err)
+	}
+	defer func() { _ = client.Disconnect(context.Background()) }()
+	st, err := store.New(ctx, db)
+	if err != nil {
+		return err
+	}
+	conn, err := events.Connect(ctx, cfg.NATS, log)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	defer func() { _ = conn.Close() }()
+
+	relay := outbox.NewRelay(st.Payments.Coll(), conn, log, outbox.Options{})
+	st.Payments.Notify = relay.Notify
+
+	svc := &domain.Service{
+		Orders:   st.Orders,
+		Payments: st.Payments,
+		Charger:  stripe.New(cfg.StripeKey, cfg.StripeAPIBase, cfg.StripeTimeout),
+		Log:      log,
+		// The charge (SDK retry included) and the writes after it finish
+		// well within the lease, so a live attempt is never taken over.
+		Lease:          3*cfg.StripeTimeout + 10*time.Second,
+		WaitInProgress: 10 * time.Second,
+		ChargeTimeout:  2*cfg.StripeTimeout + 5*time.Second,
+	}
+	lst := listener.New(st.Orders, cfg.GapWait)
+	if err := lst.Subscribe(conn, cfg.AckWait, events.Logging(log)); err != nil {
+		return fmt.Errorf("subscribe: %w", err)
+	}
+
+	r := httpx.NewRouter(httpx.RouterOptions{Service: Service, Log: log, Ready: []httpx.Check{
+		{Name: "mongodb", Fn: mongox.Ping(client)},
+		{Name: "nats", Fn: conn.Ready},
+	}})
+	api.Mount(r, svc, cfg.JWTKey, log)
+
+	if ln == nil {
+		if ln, err = net.Listen("tcp", ":"+cfg.Port); err != nil {
+			return err
+		}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return relay.Run(gctx) })
+	g.Go(func() error { return httpx.Serve(gctx, ln, r, 10*time.Second, log) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}

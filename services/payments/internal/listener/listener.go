@@ -1,0 +1,92 @@
+// Package listener is the events port of the payments service: it keeps the
+// order replica from order:created and order:cancelled, in version order.
+package listener
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/inorder"
+	"github.com/ticketing-go/ticketing/services/payments/internal/domain"
+)
+
+// QueueGroup is the durable queue group of every payments replica.
+const QueueGroup = "payments-service"
+
+// Replica is the order store as the listener needs it.
+type Replica interface {
+	Insert(ctx context.Context, o domain.Order) error
+	Update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error)
+}
+
+// Subscriber is the events connection.
+type Subscriber interface {
+	Subscribe(s events.Subscription, h events.Handler) error
+}
+
+// Listener applies order events to the replica.
+type Listener struct {
+	replica Replica
+	gate    *inorder.Gate
+}
+
+// New returns a Listener; maxWait is how long an event ahead of a gap waits
+// for its predecessor in this process before falling back to redelivery.
+func New(replica Replica, maxWait time.Duration) *Listener {
+	return &Listener{replica: replica, gate: inorder.NewGate(maxWait)}
+}
+
+// Subscribe subscribes to both subjects.
+func (l *Listener) Subscribe(sub Subscriber, ackWait time.Duration, mws ...events.Middleware) error {
+	if err := sub.Subscribe(events.Subscription{Subject: events.SubjectOrderCreated, QueueGroup: QueueGroup,
+		AckWait: ackWait, Middleware: mws}, events.Decode(l.OrderCreated)); err != nil {
+		return err
+	}
+	return sub.Subscribe(events.Subscription{Subject: events.SubjectOrderCancelled, QueueGroup: QueueGroup,
+		AckWait: ackWait, Middleware: mws}, events.Decode(l.OrderCancelled))
+}
+
+// OrderCreated stores the order (version 0); a duplicate is acknowledged.
+func (l *Listener) OrderCreated(ctx context.Context, e events.OrderCreatedEvent, _ *events.Msg) error {
+	if e.ID == "" || e.UserID == "" {
+		return events.Poison(errors.New("order:created without id or userId"))
+	}
+	return l.gate.Apply(ctx, e.ID, func(ctx context.Context) (inorder.Outcome, error) {
+		status := e.Status
+		if status == "" {
+			status = events.OrderCreated
+		}
+		err := l.replica.Insert(ctx, domain.Order{ID: e.ID, UserID: e.UserID, Status: status,
+			Price: e.Ticket.Price, Version: e.Version})
+		switch {
+		case errors.Is(err, domain.ErrStale):
+			return inorder.Stale, nil
+		case err != nil:
+			return 0, err
+		}
+		return inorder.Applied, nil
+	})
+}
+
+// OrderCancelled marks the order cancelled; it waits for order:created when
+// that has not arrived yet.
+func (l *Listener) OrderCancelled(ctx context.Context, e events.OrderCancelledEvent, _ *events.Msg) error {
+	if e.ID == "" {
+		return events.Poison(errors.New("order:cancelled without id"))
+	}
+	return l.gate.Apply(ctx, e.ID, func(ctx context.Context) (inorder.Outcome, error) {
+		_, err := l.replica.Update(ctx, e.ID, func(o *domain.Order) error { return o.ApplyCancelled(e.Version) })
+		switch {
+		case errors.Is(err, domain.ErrStale):
+			return inorder.Stale, nil
+		case apperr.Is(err, apperr.NotFound):
+			return inorder.Ahead, nil
+		case err != nil:
+			return 0, err
+		}
+		return inorder.Applied, nil
+	})
+}

@@ -1,0 +1,194 @@
+// Package store is the MongoDB adapter of the payments service: the order
+// replica (collection "orders") and the payments (collection "payments", each
+// with its pending payment:created event in its outbox field).
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/services/payments/internal/domain"
+)
+
+// Collection names.
+const (
+	OrdersCollection   = "orders"
+	PaymentsCollection = "payments"
+)
+
+// Store holds both collections.
+type Store struct {
+	Orders   *Orders
+	Payments *Payments
+}
+
+// New returns the store on db and creates its indexes.
+func New(ctx context.Context, db *mongo.Database) (*Store, error) {
+	p := &Payments{coll: db.Collection(PaymentsCollection)}
+	// The database's guarantee of one payment per order, whatever the
+	// claims in the replica say.
+	_, err := p.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "orderId", Value: 1}},
+		Options: options.Index().SetUnique(true).SetName("orderId_unique"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("payments index: %w", mongox.Classify(err))
+	}
+	return &Store{Orders: &Orders{coll: db.Collection(OrdersCollection)}, Payments: p}, nil
+}
+
+// Orders is the order replica.
+type Orders struct{ coll *mongo.Collection }
+
+type orderDoc struct {
+	ID        string             `bson:"_id"`
+	UserID    string             `bson:"userId"`
+	Status    events.OrderStatus `bson:"status"`
+	Price     float64            `bson:"price"`
+	Version   int64              `bson:"version"`
+	PaymentID string             `bson:"paymentId,omitempty"`
+	Attempt   int                `bson:"attempt"`
+	Claim     *claimDoc          `bson:"claim,omitempty"`
+	// Rev is this document's own revision for optimistic concurrency of
+	// Update; Version belongs to the orders service.
+	Rev int64 `bson:"rev"`
+}
+
+type claimDoc struct {
+	Token string    `bson:"token"`
+	Until time.Time `bson:"until"`
+}
+
+func toDoc(o domain.Order, rev int64) orderDoc {
+	d := orderDoc{ID: o.ID, UserID: o.UserID, Status: o.Status, Price: o.Price, Version: o.Version,
+		PaymentID: o.PaymentID, Attempt: o.Attempt, Rev: rev}
+	if o.Claim != nil {
+		d.Claim = &claimDoc{Token: o.Claim.Token, Until: o.Claim.Until}
+	}
+	return d
+}
+
+func (d orderDoc) order() domain.Order {
+	o := domain.Order{ID: d.ID, UserID: d.UserID, Status: d.Status, Price: d.Price, Version: d.Version,
+		PaymentID: d.PaymentID, Attempt: d.Attempt}
+	if d.Claim != nil {
+		o.Claim = &domain.Claim{Token: d.Claim.Token, Until: d.Claim.Until.UTC()}
+	}
+	return o
+}
+
+// Insert stores a new order; an order already known -> domain.ErrStale.
+func (s *Orders) Insert(ctx context.Context, o domain.Order) error {
+	_, err := s.coll.InsertOne(ctx, toDoc(o, 0))
+	if mongox.IsDuplicateKey(err) {
+		return domain.ErrStale
+	}
+	return mongox.Classify(err)
+}
+
+// Get returns the order or apperr.ErrNotFound.
+func (s *Orders) Get(ctx context.Context, id string) (domain.Order, error) {
+	d, err := s.get(ctx, id)
+	return d.order(), err
+}
+
+func (s *Orders) get(ctx context.Context, id string) (orderDoc, error) {
+	var d orderDoc
+	err := s.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return d, apperr.ErrNotFound
+	}
+	return d, mongox.Classify(err)
+}
+
+// maxUpdateTries bounds optimistic-concurrency retries; contention on one
+// order is a handful of requests and one listener at most.
+const maxUpdateTries = 20
+
+// Update applies fn to the stored order and writes the result only if no
+// other write happened in between (compare-and-swap on rev), retrying
+// otherwise. It is the one place where writes to an order race.
+func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
+	for range maxUpdateTries {
+		d, err := s.get(ctx, id)
+		if err != nil {
+			return domain.Order{}, err
+		}
+		o := d.order()
+		if err := fn(&o); err != nil {
+			return o, err
+		}
+		res, err := s.coll.ReplaceOne(ctx, bson.M{"_id": id, "rev": d.Rev}, toDoc(o, d.Rev+1))
+		if err != nil {
+			return o, mongox.Classify(err)
+		}
+		if res.MatchedCount == 1 {
+			return o, nil
+		}
+	}
+	return domain.Order{}, apperr.New(apperr.Conflict, "The order is being changed concurrently, try again")
+}
+
+// Payments stores payments and their events.
+type Payments struct {
+	coll *mongo.Collection
+	// Notify, when set, is told the id of each payment stored so the outbox
+	// relay publishes its event at once instead of at its next poll.
+	Notify func(id any)
+}
+
+// Coll is the collection the outbox relay publishes from.
+func (s *Payments) Coll() *mongo.Collection { return s.coll }
+
+type paymentDoc struct {
+	ID        string         `bson:"_id"`
+	OrderID   string         `bson:"orderId"`
+	StripeID  string         `bson:"stripeId"`
+	CreatedAt time.Time      `bson:"createdAt"`
+	Outbox    []outbox.Entry `bson:"outbox,omitempty"`
+}
+
+// Create stores p with its payment:created event in one insert, so the event
+// exists exactly when the payment does. A second payment of the same order
+// -> apperr Conflict (unique index on orderId).
+func (s *Payments) Create(ctx context.Context, p domain.Payment) error {
+	e, err := outbox.NewEntry(events.PaymentCreated{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID})
+	if err != nil {
+		return err
+	}
+	_, err = s.coll.InsertOne(ctx, paymentDoc{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID,
+		CreatedAt: time.Now().UTC(), Outbox: []outbox.Entry{e}})
+	if mongox.IsDuplicateKey(err) {
+		return apperr.New(apperr.Conflict, "Order already paid")
+	}
+	if err != nil {
+		return mongox.Classify(err)
+	}
+	if s.Notify != nil {
+		s.Notify(p.ID)
+	}
+	return nil
+}
+
+// ByOrder returns the payment of an order or apperr.ErrNotFound.
+func (s *Payments) ByOrder(ctx context.Context, orderID string) (domain.Payment, error) {
+	var d paymentDoc
+	err := s.coll.FindOne(ctx, bson.M{"orderId": orderID}).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return domain.Payment{}, apperr.ErrNotFound
+	}
+	if err != nil {
+		return domain.Payment{}, mongox.Classify(err)
+	}
+	return domain.Payment{ID: d.ID, OrderID: d.OrderID, StripeID: d.StripeID}, nil
+}

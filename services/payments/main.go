@@ -1,0 +1,35 @@
+// Command payments is the payments service: POST /api/payments charges an
+// order through Stripe, once, and publishes payment:created.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ticketing-go/ticketing/common/config"
+	"github.com/ticketing-go/ticketing/common/logx"
+	"github.com/ticketing-go/ticketing/services/payments/internal/app"
+)
+
+func main() {
+	if err := run(context.Background()); err != nil {
+		fmt.Fprintln(os.Stderr, "payments:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	log := logx.New(app.Service)
+	env := config.FromOS()
+	cfg := app.ConfigFromEnv(env)
+	if err := env.Err(); err != nil {
+		return err
+	}
+	env.Log(log, "configuration")
+	return app.Run(ctx, cfg, nil, log)
+}
