@@ -21,9 +21,9 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	go vet $(MODULE_PKGS)
 
-## bench: the load generator against the local stack (see README)
+## bench: the load generator against a fresh local stack (README, Benchmark; knobs: BENCH_* env, see loadgen/bench.sh)
 bench:
-	go run ./loadgen
+	./loadgen/bench.sh
 
 ## clean-containers: remove containers the tests left behind (they are labelled)
 clean-containers:
