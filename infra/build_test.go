@@ -1,0 +1,522 @@
+package infra
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+
+	"github.com/ticketing-go/ticketing/common/logx"
+)
+
+// skaffoldConfig is the part of the skaffold schema (skaffold/v4beta13)
+// this repository uses; decoded strictly, so a misspelt key fails here
+// rather than being ignored by skaffold. Extend it when skaffold.yaml needs
+// more.
+type skaffoldConfig struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Build struct {
+		Local struct {
+			Push        *bool `json:"push"`
+			UseBuildkit *bool `json:"useBuildkit"`
+		} `json:"local"`
+		Artifacts []struct {
+			Image   string `json:"image"`
+			Context string `json:"context"`
+			Docker  struct {
+				Dockerfile string `json:"dockerfile"`
+			} `json:"docker"`
+		} `json:"artifacts"`
+	} `json:"build"`
+	Manifests skaffoldManifests `json:"manifests"`
+	Deploy    struct {
+		Kubectl *struct{} `json:"kubectl"`
+	} `json:"deploy"`
+	Profiles []struct {
+		Name      string            `json:"name"`
+		Manifests skaffoldManifests `json:"manifests"`
+		Patches   []struct {
+			Op    string `json:"op"`
+			Path  string `json:"path"`
+			Value any    `json:"value,omitempty"`
+		} `json:"patches"`
+	} `json:"profiles"`
+}
+
+type skaffoldManifests struct {
+	RawYaml   []string `json:"rawYaml,omitempty"`
+	Kustomize *struct {
+		Paths     []string `json:"paths"`
+		BuildArgs []string `json:"buildArgs,omitempty"`
+	} `json:"kustomize,omitempty"`
+}
+
+func loadSkaffold(tb testing.TB) skaffoldConfig {
+	tb.Helper()
+	var c skaffoldConfig
+	if err := unmarshalStrict([]byte(readFile(tb, root, "skaffold.yaml")), &c); err != nil {
+		tb.Fatalf("skaffold.yaml: %v", err)
+	}
+	return c
+}
+
+// skaffoldImages is the set of images skaffold builds.
+func skaffoldImages(tb testing.TB) map[string]bool {
+	tb.Helper()
+	out := map[string]bool{}
+	for _, a := range loadSkaffold(tb).Build.Artifacts {
+		out[a.Image] = true
+	}
+	return out
+}
+
+func TestSkaffold(t *testing.T) {
+	c := loadSkaffold(t)
+	if c.APIVersion != "skaffold/v4beta13" || c.Kind != "Config" {
+		t.Errorf("skaffold.yaml is %s %s, want skaffold/v4beta13 Config", c.APIVersion, c.Kind)
+	}
+	if c.Build.Local.Push == nil || *c.Build.Local.Push {
+		t.Error("build.local.push must be false (images stay in the local daemon)")
+	}
+	if c.Deploy.Kubectl == nil {
+		t.Error("deploy.kubectl is not set")
+	}
+	if !slices.Equal(c.Manifests.RawYaml, []string{"infra/k8s/*"}) {
+		t.Errorf("manifests.rawYaml = %v, want [infra/k8s/*]", c.Manifests.RawYaml)
+	}
+
+	// Every artifact is built from its service's Dockerfile with the
+	// repository root as context, and the artifacts and the Deployments'
+	// images are the same set.
+	m := loadManifests(t)
+	deployed := map[string]string{} // image -> deployment
+	for name, d := range m.deployments {
+		for _, ct := range d.Spec.Template.Spec.Containers {
+			deployed[ct.Image] = name
+		}
+	}
+	seen := map[string]bool{}
+	for _, a := range c.Build.Artifacts {
+		if seen[a.Image] {
+			t.Errorf("artifact %s twice", a.Image)
+		}
+		seen[a.Image] = true
+		if a.Context != "." {
+			t.Errorf("artifact %s: context %q, want \".\" (the Dockerfiles need go.work and common/)", a.Image, a.Context)
+		}
+		svc := strings.TrimPrefix(a.Image, "ticketing/")
+		if want := "services/" + svc + "/Dockerfile"; a.Docker.Dockerfile != want {
+			t.Errorf("artifact %s: dockerfile %q, want %q", a.Image, a.Docker.Dockerfile, want)
+		}
+		if _, err := os.Stat(filepath.Join(root, a.Context, a.Docker.Dockerfile)); err != nil {
+			t.Errorf("artifact %s: %v", a.Image, err)
+		}
+		if _, ok := deployed[a.Image]; !ok {
+			t.Errorf("artifact %s is built but no Deployment runs it", a.Image)
+		}
+	}
+	for image, d := range deployed {
+		if !seen[image] {
+			t.Errorf("Deployment %s runs %s, which skaffold does not build", d, image)
+		}
+	}
+	for _, name := range services {
+		if !seen["ticketing/"+name] {
+			t.Errorf("no skaffold artifact for %s", name)
+		}
+	}
+}
+
+// kustomization is the part of the kustomize schema the overlay uses.
+type kustomization struct {
+	APIVersion string   `json:"apiVersion"`
+	Kind       string   `json:"kind"`
+	Resources  []string `json:"resources"`
+	Patches    []struct {
+		Target struct {
+			Kind string `json:"kind"`
+		} `json:"target"`
+		Patch string `json:"patch"`
+	} `json:"patches"`
+}
+
+func TestReplicasProfile(t *testing.T) {
+	c := loadSkaffold(t)
+	i := slices.IndexFunc(c.Profiles, func(p struct {
+		Name      string            `json:"name"`
+		Manifests skaffoldManifests `json:"manifests"`
+		Patches   []struct {
+			Op    string `json:"op"`
+			Path  string `json:"path"`
+			Value any    `json:"value,omitempty"`
+		} `json:"patches"`
+	}) bool {
+		return p.Name == "replicas"
+	})
+	if i < 0 {
+		t.Fatal(`skaffold.yaml has no profile "replicas"`)
+	}
+	p := c.Profiles[i]
+	if p.Manifests.Kustomize == nil || !slices.Equal(p.Manifests.Kustomize.Paths, []string{"infra/k8s-replicas"}) {
+		t.Fatal("profile replicas must render infra/k8s-replicas with kustomize")
+	}
+	if !slices.Equal(p.Manifests.Kustomize.BuildArgs, []string{"--load-restrictor", "LoadRestrictionsNone"}) {
+		t.Error("the overlay reads ../k8s: it needs --load-restrictor LoadRestrictionsNone")
+	}
+	if !slices.ContainsFunc(p.Patches, func(pt struct {
+		Op    string `json:"op"`
+		Path  string `json:"path"`
+		Value any    `json:"value,omitempty"`
+	}) bool {
+		return pt.Op == "remove" && pt.Path == "/manifests/rawYaml"
+	}) {
+		t.Error("profile replicas must remove /manifests/rawYaml, or every object is applied twice")
+	}
+
+	var k kustomization
+	if err := unmarshalStrict([]byte(readFile(t, "k8s-replicas", "kustomization.yaml")), &k); err != nil {
+		t.Fatalf("k8s-replicas/kustomization.yaml: %v", err)
+	}
+	var want []string
+	for _, f := range manifestFiles(t) {
+		want = append(want, "../k8s/"+filepath.Base(f))
+	}
+	got := slices.Clone(k.Resources)
+	sort.Strings(got)
+	if !slices.Equal(got, want) {
+		t.Errorf("the overlay's resources %v are not the files of infra/k8s %v", got, want)
+	}
+	patched := slices.ContainsFunc(k.Patches, func(p struct {
+		Target struct {
+			Kind string `json:"kind"`
+		} `json:"target"`
+		Patch string `json:"patch"`
+	}) bool {
+		return p.Target.Kind == "Deployment" && strings.Contains(p.Patch, "/spec/replicas") && strings.Contains(p.Patch, "value: 2")
+	})
+	if !patched {
+		t.Error("the overlay does not set two replicas on the Deployments")
+	}
+
+	// Render it for real when kubectl (with its built-in kustomize) is here.
+	kubectl, err := exec.LookPath("kubectl")
+	if err != nil {
+		t.Skip("kubectl not installed: the overlay was checked statically only")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", "k8s-replicas").Output()
+	if err != nil {
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			t.Fatalf("kubectl kustomize: %v\n%s", err, ee.Stderr)
+		}
+		t.Fatalf("kubectl kustomize: %v", err)
+	}
+	base := loadManifests(t)
+	rendered := splitDocs(out)
+	if len(rendered) != len(base.files) {
+		t.Errorf("the overlay renders %d objects, infra/k8s has %d", len(rendered), len(base.files))
+	}
+	deployments := 0
+	for _, doc := range rendered {
+		kind, obj, err := decodeStrict(doc)
+		if err != nil {
+			t.Errorf("rendered %s: %v", kind, err)
+			continue
+		}
+		if d, ok := obj.(*appsv1.Deployment); ok {
+			deployments++
+			if d.Spec.Replicas == nil || *d.Spec.Replicas != 2 {
+				t.Errorf("rendered Deployment %s: replicas %v, want 2", d.Name, d.Spec.Replicas)
+			}
+		}
+		if s, ok := obj.(*appsv1.StatefulSet); ok && (s.Spec.Replicas == nil || *s.Spec.Replicas != 1) {
+			t.Errorf("rendered StatefulSet %s must stay at one replica", s.Name)
+		}
+	}
+	if deployments != len(services) {
+		t.Errorf("rendered %d Deployments, want %d", deployments, len(services))
+	}
+}
+
+// dockerfile is a Dockerfile as logical lines (continuations joined,
+// comments dropped).
+func dockerfileLines(tb testing.TB, path string) []string {
+	tb.Helper()
+	var out []string
+	var cur strings.Builder
+	sc := bufio.NewScanner(strings.NewReader(readFile(tb, path)))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() == 0) {
+			continue
+		}
+		if strings.HasSuffix(line, "\\") {
+			cur.WriteString(strings.TrimSuffix(line, "\\") + " ")
+			continue
+		}
+		cur.WriteString(line)
+		if s := strings.TrimSpace(cur.String()); s != "" {
+			out = append(out, s)
+		}
+		cur.Reset()
+	}
+	return out
+}
+
+var goBuildTarget = regexp.MustCompile(`go build .*?(\./services/[a-z]+)\s*$`)
+
+func TestDockerfiles(t *testing.T) {
+	for _, name := range services {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(root, "services", name, "Dockerfile")
+			lines := dockerfileLines(t, path)
+			if len(lines) == 0 {
+				t.Fatal("empty Dockerfile")
+			}
+			var stages []string // stage names and images, for FROM <stage>
+			var froms []string
+			var user, expose, entrypoint, build string
+			for _, l := range lines {
+				f := strings.Fields(l)
+				switch strings.ToUpper(f[0]) {
+				case "FROM":
+					image := f[1]
+					if !slices.Contains(stages, image) {
+						if err := pinned(image); err != nil {
+							t.Errorf("FROM %s: %v", image, err)
+						}
+					}
+					froms = append(froms, image)
+					if len(f) == 4 && strings.EqualFold(f[2], "AS") {
+						stages = append(stages, f[3])
+					}
+					user, expose, entrypoint = "", "", "" // per stage: the last one counts
+				case "USER":
+					user = f[1]
+				case "EXPOSE":
+					expose = f[1]
+				case "ENTRYPOINT", "CMD":
+					entrypoint = l
+				case "COPY", "ADD":
+					if strings.HasPrefix(f[1], "--from=") {
+						continue
+					}
+					for _, src := range f[1 : len(f)-1] {
+						if strings.HasPrefix(src, "--") {
+							continue
+						}
+						if _, err := os.Stat(filepath.Join(root, src)); err != nil {
+							t.Errorf("%s: source %s is not in the build context (the repository root): %v", f[0], src, err)
+						}
+					}
+				case "RUN":
+					if strings.Contains(l, "go build") {
+						build = l
+					}
+				}
+			}
+			if len(froms) < 2 {
+				t.Errorf("want a multi-stage build, got FROM %v", froms)
+			} else {
+				if !strings.HasPrefix(froms[0], "golang:1.26") {
+					t.Errorf("build stage FROM %s, want golang:1.26.x", froms[0])
+				}
+				if last := froms[len(froms)-1]; !strings.HasPrefix(last, "gcr.io/distroless/static") && last != "scratch" {
+					t.Errorf("run stage FROM %s, want distroless static or scratch", last)
+				}
+			}
+			if user == "" || user == "root" || user == "0" || strings.HasPrefix(user, "0:") {
+				t.Errorf("run stage USER %q, want a non-root user", user)
+			}
+			if expose != "3000" {
+				t.Errorf("EXPOSE %q, want 3000", expose)
+			}
+			if entrypoint == "" {
+				t.Error("no ENTRYPOINT")
+			}
+			text := strings.Join(lines, "\n")
+			for _, want := range []string{"CGO_ENABLED=0", "-trimpath", `-ldflags="-s -w"`} {
+				if !strings.Contains(text, want) {
+					t.Errorf("the build lacks %s", want)
+				}
+			}
+			sm := goBuildTarget.FindStringSubmatch(build)
+			if sm == nil {
+				t.Fatalf("no `go build ... ./services/%s` in %q", name, build)
+			}
+			if sm[1] != "./services/"+name {
+				t.Errorf("builds %s, want ./services/%s", sm[1], name)
+			}
+			if !isMainPackage(t, filepath.Join(root, sm[1])) {
+				t.Errorf("%s is not a main package", sm[1])
+			}
+		})
+	}
+}
+
+// isMainPackage reports whether dir holds a non-test Go file of package main.
+func isMainPackage(tb testing.TB, dir string) bool {
+	tb.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.go"))
+	for _, f := range files {
+		if strings.HasSuffix(f, "_test.go") {
+			continue
+		}
+		if regexp.MustCompile(`(?m)^package main\b`).MatchString(readFile(tb, f)) {
+			return true
+		}
+	}
+	return false
+}
+
+// The build context must keep every module go.work lists, or the
+// workspace does not load inside the image.
+func TestDockerignoreKeepsWorkspace(t *testing.T) {
+	var patterns []string
+	for _, l := range strings.Split(readFile(t, root, ".dockerignore"), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "#") {
+			patterns = append(patterns, strings.TrimPrefix(l, "/"))
+		}
+	}
+	needed := []string{"go.work", "go.work.sum"}
+	for _, l := range strings.Split(readFile(t, root, "go.work"), "\n") {
+		if l = strings.TrimSpace(l); strings.HasPrefix(l, "./") {
+			needed = append(needed, strings.TrimPrefix(l, "./"), strings.TrimPrefix(l, "./")+"/go.mod")
+		}
+	}
+	for _, n := range needed {
+		for _, p := range patterns {
+			if ok, _ := filepath.Match(p, n); ok || p == n || strings.HasPrefix(n, p+"/") {
+				t.Errorf(".dockerignore pattern %q excludes %s, which the workspace needs", p, n)
+			}
+		}
+	}
+}
+
+// envRead matches a variable read through common/config.
+var envRead = regexp.MustCompile(`\.(String|Required|Secret|Duration|Int|Bool)\(\s*"([A-Z][A-Z0-9_]*)"`)
+
+// serviceEnv returns the variables a service reads (from its code, and
+// from common/events when it uses events) and those it requires.
+func serviceEnv(tb testing.TB, name string) (reads, required map[string]bool) {
+	tb.Helper()
+	reads, required = map[string]bool{logx.EnvFormat: true, logx.EnvLevel: true}, map[string]bool{}
+	usesEvents := false
+	scan := func(dir string, events bool) {
+		err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+				return nil
+			}
+			src := readFile(tb, path)
+			if !events && strings.Contains(src, `"github.com/ticketing-go/ticketing/common/events"`) {
+				usesEvents = true
+			}
+			for _, m := range envRead.FindAllStringSubmatch(src, -1) {
+				reads[m[2]] = true
+				if !events && (m[1] == "Required" || m[1] == "Secret") {
+					required[m[2]] = true
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	scan(filepath.Join(root, "services", name), false)
+	if usesEvents {
+		scan(filepath.Join(root, "common", "events"), true)
+	}
+	return reads, required
+}
+
+// runtimeEnv are variables read by the Go runtime, not by the code.
+var runtimeEnv = map[string]bool{"GOMEMLIMIT": true, "GOMAXPROCS": true, "GODEBUG": true, "GOGC": true}
+
+func TestDeploymentEnvMatchesServiceConfig(t *testing.T) {
+	m := loadManifests(t)
+	for _, name := range services {
+		d, ok := m.deployments[name+"-depl"]
+		if !ok || !isMainPackage(t, filepath.Join(root, "services", name)) {
+			continue
+		}
+		reads, required := serviceEnv(t, name)
+		vars := env(d.Spec.Template.Spec.Containers[0])
+		for v := range required {
+			if _, ok := vars[v]; !ok {
+				t.Errorf("%s requires %s; Deployment %s does not set it", name, v, d.Name)
+			}
+		}
+		for v := range vars {
+			if !reads[v] && !runtimeEnv[v] {
+				t.Errorf("Deployment %s sets %s, which %s never reads (a typo?)", d.Name, v, name)
+			}
+		}
+	}
+}
+
+// readmeSection returns the README section under the "## "+title heading.
+func readmeSection(tb testing.TB, title string) string {
+	tb.Helper()
+	readme := readFile(tb, root, "README.md")
+	start := strings.Index(readme, "\n## "+title+"\n")
+	if start < 0 {
+		tb.Fatalf("README.md has no section %q", "## "+title)
+	}
+	rest := readme[start+len(title)+5:]
+	if end := strings.Index(rest, "\n## "); end >= 0 {
+		rest = rest[:end]
+	}
+	return rest
+}
+
+func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
+	m := loadManifests(t)
+	run := readmeSection(t, "Run on Kubernetes")
+	for _, w := range m.workloads() {
+		for _, c := range w.pod.Spec.Containers {
+			for _, e := range c.Env {
+				if e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil {
+					continue
+				}
+				ref := e.ValueFrom.SecretKeyRef
+				if !strings.Contains(run, "kubectl create secret generic "+ref.Name) || !strings.Contains(run, ref.Key+"=") {
+					t.Errorf("%s/%s uses Secret %s key %s: README \"Run on Kubernetes\" must show `kubectl create secret generic %s --from-literal=%s=...`",
+						w.kind, w.name, ref.Name, ref.Key, ref.Name, ref.Key)
+				}
+			}
+		}
+	}
+	conf := readmeSection(t, "Configuration")
+	for _, name := range services {
+		if !isMainPackage(t, filepath.Join(root, "services", name)) {
+			continue
+		}
+		reads, _ := serviceEnv(t, name)
+		for v := range reads {
+			if !strings.Contains(conf, "`"+v+"`") {
+				t.Errorf("%s reads %s; README \"Configuration\" does not document it", name, v)
+			}
+		}
+	}
+}
