@@ -8,6 +8,7 @@ package apispec
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -245,4 +246,14 @@ func excerpt(b []byte) string {
 		return string(b[:max]) + "..."
 	}
 	return string(b)
+}
+
+// decodeJSON decodes into the generic values schema validation expects
+// (float64 numbers, map[string]any objects).
+func decodeJSON(b []byte) (any, error) {
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
