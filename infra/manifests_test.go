@@ -3,9 +3,11 @@ package infra
 import (
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -273,6 +275,11 @@ func TestProbesHitServedPaths(t *testing.T) {
 		if !ok {
 			continue
 		}
+		// The probes below are those of httpx.NewRouter: the service must
+		// build its router with it.
+		if isMainPackage(t, filepath.Join(root, "services", name)) && !usesNewRouter(t, name) {
+			t.Errorf("services/%s does not call httpx.NewRouter, so /healthz and /readyz are not known to be served", name)
+		}
 		pod := d.Spec.Template.Spec
 		for _, c := range pod.Containers {
 			for kind, want := range map[string]struct {
@@ -322,6 +329,25 @@ func TestProbesHitServedPaths(t *testing.T) {
 			}
 		}
 	}
+}
+
+// usesNewRouter reports whether a non-test file of the service calls httpx.NewRouter.
+func usesNewRouter(tb testing.TB, name string) bool {
+	tb.Helper()
+	found := false
+	err := filepath.WalkDir(filepath.Join(root, "services", name), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		if strings.Contains(readFile(tb, path), "httpx.NewRouter(") {
+			found = true
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return found
 }
 
 func TestSecurityAndResources(t *testing.T) {
