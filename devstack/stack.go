@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ type Options struct {
 	MongoPort int    // stand-in port
 	NATSURL   string // external NATS Streaming; "" runs it in-process
 	NATSPort  int
+	CacheDir  string // where stripe-mock is built once; "": DataDir
 	ClusterID string
 	JWTKey    string
 
@@ -196,6 +198,10 @@ func Run(ctx context.Context, o Options) (err error) {
 
 	sup := newSupervisor(o.Out, log)
 	defer sup.stopAll(o.StopGrace)
+	stripeEnv, err := o.stripe(ctx, svcs, sup)
+	if err != nil {
+		return err
+	}
 	backends := map[string]string{} // service name -> base URL
 	for _, s := range svcs {
 		port, err := freePort()
@@ -216,7 +222,10 @@ func Run(ctx context.Context, o Options) (err error) {
 		if v, ok := lookup(o.BaseEnv, "LOG_FORMAT"); !ok || v == "" {
 			env = append(env, "LOG_FORMAT=text")
 		}
-		if err := sup.start(s.Name, bins[s.Name], o.Root, env); err != nil {
+		if s.Name == "payments" {
+			env = append(env, stripeEnv...)
+		}
+		if err := sup.start(s.Name, o.Root, env, bins[s.Name]); err != nil {
 			return err
 		}
 		backends[s.Name] = "http://127.0.0.1:" + strconv.Itoa(port)
@@ -254,6 +263,41 @@ func Run(ctx context.Context, o Options) (err error) {
 		err = fmt.Errorf("proxy: %w", perr)
 	}
 	return err
+}
+
+// stripe decides how payments reaches Stripe: with STRIPE_KEY set, as the
+// environment says (real Stripe test mode, or STRIPE_API_BASE); otherwise
+// through stripe-mock, run as one more child process.
+func (o *Options) stripe(ctx context.Context, svcs []Service, sup *supervisor) ([]string, error) {
+	if !slices.ContainsFunc(svcs, func(s Service) bool { return s.Name == "payments" }) {
+		return nil, nil
+	}
+	if key, _ := lookup(o.BaseEnv, "STRIPE_KEY"); key != "" {
+		o.Log.Info("payments uses STRIPE_KEY and STRIPE_API_BASE from the environment")
+		return nil, nil
+	}
+	if base, _ := lookup(o.BaseEnv, "STRIPE_API_BASE"); base != "" {
+		o.Log.Info("payments uses STRIPE_API_BASE from the environment with a test key", "base", base)
+		return []string{"STRIPE_KEY=" + DevStripeKey}, nil
+	}
+	cache := o.CacheDir
+	if cache == "" {
+		cache = o.DataDir
+	}
+	bin, fixtures, err := buildStripeMock(ctx, cache, o.Log)
+	if err != nil {
+		return nil, fmt.Errorf("stripe-mock: %w", err)
+	}
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	if err := sup.start("stripe-mock", o.Root, o.BaseEnv, bin, "-http-addr", addr, "-fixtures", fixtures); err != nil {
+		return nil, err
+	}
+	o.Log.Info("stripe-mock started for payments (STRIPE_KEY not set)", "url", "http://"+addr)
+	return []string{"STRIPE_KEY=" + DevStripeKey, "STRIPE_API_BASE=http://" + addr}, nil
 }
 
 // withDatabase returns uri with its path set to db, so that a service that

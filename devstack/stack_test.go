@@ -53,8 +53,10 @@ func MustStartStack(t *testing.T, dataDir string, tweak func(*Options)) *stack {
 		DataDir:  dataDir,
 		Listener: ln,
 		JWTKey:   "smoke-test-key",
+		// stripe-mock is built once per machine, not once per test.
+		CacheDir: filepath.Join(os.TempDir(), "ticketing-devstack-cache"),
 		// Children must not inherit these from a developer's shell.
-		BaseEnv: filterEnv(os.Environ(), "MONGO_URI", "NATS_URL", "PORT", "JWT_KEY"),
+		BaseEnv: filterEnv(os.Environ(), "MONGO_URI", "NATS_URL", "PORT", "JWT_KEY", "STRIPE_KEY", "STRIPE_API_BASE"),
 		Log:     slog.New(slog.NewTextHandler(t.Output(), nil)),
 		Out:     t.Output(),
 	}

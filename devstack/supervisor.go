@@ -39,9 +39,9 @@ func newSupervisor(out io.Writer, log *slog.Logger) *supervisor {
 	return &supervisor{out: out, log: log, exited: make(chan childExit, len(DefaultServices)+8)}
 }
 
-func (s *supervisor) start(name, bin, dir string, env []string) error {
+func (s *supervisor) start(name, dir string, env []string, bin string, args ...string) error {
 	pw := &prefixWriter{mu: &s.outMu, out: s.out, prefix: []byte(fmt.Sprintf("%-10s | ", name))}
-	cmd := exec.Command(bin)
+	cmd := exec.Command(bin, args...)
 	cmd.Dir = dir
 	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = pw, pw // the same writer: exec calls it from one goroutine

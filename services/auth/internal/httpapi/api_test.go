@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ticketing-go/ticketing/api/apispec"
 	"github.com/ticketing-go/ticketing/common/auth"
 	"github.com/ticketing-go/ticketing/common/httpx"
 	"github.com/ticketing-go/ticketing/services/auth/internal/domain"
@@ -52,7 +53,8 @@ func MustOpenAPI(tb testing.TB, o apiOptions) *httptest.Server {
 	}, log)
 	r := httpx.NewRouter(httpx.RouterOptions{Service: "auth", Log: log})
 	api.Mount(r)
-	srv := httptest.NewServer(r)
+	// Every response a test provokes is checked against api/openapi.yaml.
+	srv := httptest.NewServer(apispec.Middleware(tb, r))
 	tb.Cleanup(srv.Close)
 	return srv
 }
