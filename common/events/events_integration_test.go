@@ -1,0 +1,450 @@
+package events
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	stan "github.com/nats-io/stan.go"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func testLog() *slog.Logger {
+	if os.Getenv("TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// MustConnect connects to n with a fresh client id and closes in Cleanup.
+func MustConnect(tb testing.TB, n testenv.NATS, mods ...func(*Config)) *Conn {
+	tb.Helper()
+	cfg := Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: NewClientID("test"), SubjectPrefix: n.SubjectPrefix, CloseGrace: time.Second}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := Connect(ctx, cfg, testLog())
+	if err != nil {
+		tb.Fatalf("Connect: %v", err)
+	}
+	tb.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+func mustPublish(tb testing.TB, c *Conn, e Event) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Publish(ctx, e); err != nil {
+		tb.Fatalf("Publish: %v", err)
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func receive[T any](tb testing.TB, ch <-chan T, within time.Duration) T {
+	tb.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(within):
+		tb.Fatalf("nothing received within %v", within)
+	}
+	var zero T
+	return zero
+}
+
+func TestPublishConsumeRoundTrip(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	type got struct {
+		e TicketCreated
+		m Msg
+	}
+	ch := make(chan got, 1)
+	err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service"},
+		Decode(func(_ context.Context, e TicketCreated, m *Msg) error { ch <- got{e, *m}; return nil }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := TicketCreated{ID: "64b7f0c2a1b2c3d4e5f60718", Version: 0, Title: "concert", Price: 20, UserID: "u1"}
+	mustPublish(t, c, want)
+	g := receive(t, ch, 10*time.Second)
+	if g.e != want {
+		t.Fatalf("received %+v, want %+v", g.e, want)
+	}
+	if g.m.Subject != string(SubjectTicketCreated) || g.m.QueueGroup != "orders-service" || g.m.Attempt != 1 || g.m.Redelivered || g.m.Sequence == 0 {
+		t.Fatalf("msg = %+v", g.m)
+	}
+	var raw map[string]any
+	_ = json.Unmarshal(g.m.Data, &raw)
+	if _, ok := raw["userId"]; !ok {
+		t.Fatalf("payload is not camelCase: %s", g.m.Data)
+	}
+	if err := c.Ready(context.Background()); err != nil {
+		t.Fatalf("Ready: %v", err)
+	}
+}
+
+func TestQueueGroupSharesLoadAndHandlesEachOnce(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	pub := MustConnect(t, n)
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	perMember := [2]int{}
+	for i := range 2 {
+		c := MustConnect(t, n)
+		err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", AckWait: 2 * time.Second},
+			Decode(func(_ context.Context, e TicketUpdated, _ *Msg) error {
+				mu.Lock()
+				seen[e.Version]++
+				perMember[i]++
+				mu.Unlock()
+				time.Sleep(2 * time.Millisecond) // keep both members busy
+				return nil
+			}))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	const total = 60
+	for v := range int64(total) {
+		mustPublish(t, pub, TicketUpdated{ID: "t", Version: v})
+	}
+	eventually(t, 20*time.Second, "every message handled", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(seen) == total
+	})
+	// Wait past one AckWait: an unacknowledged message would come back now.
+	time.Sleep(2500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	for v, k := range seen {
+		if k != 1 {
+			t.Errorf("message %d handled %d times", v, k)
+		}
+	}
+	if perMember[0] == 0 || perMember[1] == 0 {
+		t.Errorf("load not shared: %v", perMember)
+	}
+	t.Logf("per member: %v", perMember)
+}
+
+func TestHandlerErrorLeadsToRedelivery(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	ch := make(chan Msg, 4)
+	var calls atomic.Int32
+	err := c.Subscribe(Subscription{Subject: SubjectOrderCreated, QueueGroup: "tickets-service", AckWait: time.Second},
+		func(_ context.Context, m *Msg) error {
+			ch <- *m
+			if calls.Add(1) == 1 {
+				return errors.New("database briefly down")
+			}
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, OrderCreatedEvent{ID: "o1", Version: 0, Status: OrderCreated})
+	first := receive(t, ch, 10*time.Second)
+	start := time.Now()
+	second := receive(t, ch, 10*time.Second)
+	t.Logf("redelivered after %v", time.Since(start))
+	if first.Sequence != second.Sequence || first.Attempt != 1 || second.Attempt != 2 || !second.Redelivered {
+		t.Fatalf("first %+v, second %+v", first, second)
+	}
+	// acknowledged now: no third delivery after another AckWait
+	select {
+	case m := <-ch:
+		t.Fatalf("delivered again after a successful handling: %+v", m)
+	case <-time.After(2 * time.Second):
+	}
+}
+
+func TestDurableQueueGroupResumesAfterRestart(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	pub := MustConnect(t, n)
+	sub := func(ch chan<- int64) *Conn {
+		c := MustConnect(t, n)
+		if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service", AckWait: 2 * time.Second},
+			Decode(func(_ context.Context, e TicketCreated, _ *Msg) error { ch <- e.Version; return nil })); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	ch1 := make(chan int64, 10)
+	l1 := sub(ch1)
+	mustPublish(t, pub, TicketCreated{ID: "a", Version: 1})
+	if v := receive(t, ch1, 10*time.Second); v != 1 {
+		t.Fatalf("got %d", v)
+	}
+	if err := l1.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// Published while no member is running.
+	mustPublish(t, pub, TicketCreated{ID: "a", Version: 2})
+	mustPublish(t, pub, TicketCreated{ID: "a", Version: 3})
+
+	ch2 := make(chan int64, 10)
+	sub(ch2)
+	got := []int64{receive(t, ch2, 10*time.Second), receive(t, ch2, 10*time.Second)}
+	if got[0]+got[1] != 5 || got[0] == got[1] {
+		t.Fatalf("after restart got %v, want 2 and 3 (and never 1 again)", got)
+	}
+	select {
+	case v := <-ch2:
+		t.Fatalf("extra delivery %d after restart", v)
+	case <-time.After(2500 * time.Millisecond):
+	}
+}
+
+func deadLetters(t *testing.T, c *Conn) <-chan DeadLetter {
+	ch := make(chan DeadLetter, 10)
+	if err := c.Subscribe(Subscription{Subject: SubjectDeadLetter, QueueGroup: "dead-letter-test"},
+		Decode(func(_ context.Context, d DeadLetter, _ *Msg) error { ch <- d; return nil })); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func TestUndecodablePayloadGoesToDeadLetterAtOnce(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	dl := deadLetters(t, c)
+	var calls atomic.Int32
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service", AckWait: time.Second},
+		Decode(func(context.Context, TicketCreated, *Msg) error { calls.Add(1); return nil })); err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := c.PublishRaw(ctx, string(SubjectTicketCreated), []byte(`{"id": 42, "version": "x"`)); err != nil {
+		t.Fatal(err)
+	}
+	d := receive(t, dl, 10*time.Second)
+	if d.OriginalSubject != string(SubjectTicketCreated) || d.QueueGroup != "orders-service" || d.Attempts != 1 ||
+		string(d.Data) != `{"id": 42, "version": "x"` || d.Reason == "" || d.Sequence == 0 {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	// The poison message was acknowledged: a good message behind it is handled,
+	// and the poison one is neither redelivered nor dead-lettered twice.
+	mustPublish(t, c, TicketCreated{ID: "ok"})
+	eventually(t, 10*time.Second, "the next message", func() bool { return calls.Load() == 1 })
+	select {
+	case d := <-dl:
+		t.Fatalf("second dead letter: %+v", d)
+	case <-time.After(2 * time.Second):
+	}
+}
+
+func TestPoisonErrorAndMaxDeliveriesGoToDeadLetter(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	dl := deadLetters(t, c)
+	var poisonCalls, failingCalls atomic.Int32
+	if err := c.Subscribe(Subscription{Subject: SubjectOrderCancelled, QueueGroup: "tickets-service", AckWait: time.Second},
+		func(context.Context, *Msg) error {
+			poisonCalls.Add(1)
+			return Poison(errors.New("order references an unknown ticket"))
+		}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Subscribe(Subscription{Subject: SubjectExpirationComplete, QueueGroup: "orders-service", AckWait: time.Second, MaxDeliveries: 3},
+		func(context.Context, *Msg) error {
+			failingCalls.Add(1)
+			return errors.New("always fails")
+		}); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, OrderCancelledEvent{ID: "o1"})
+	d := receive(t, dl, 10*time.Second)
+	if d.OriginalSubject != string(SubjectOrderCancelled) || d.Attempts != 1 || d.Reason != "poison: order references an unknown ticket" {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	mustPublish(t, c, ExpirationComplete{OrderID: "o2"})
+	d = receive(t, dl, 20*time.Second)
+	if d.OriginalSubject != string(SubjectExpirationComplete) || d.Attempts != 3 || d.Reason != "always fails" {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	if n := failingCalls.Load(); n != 3 {
+		t.Fatalf("failing handler called %d times, want 3", n)
+	}
+	time.Sleep(1500 * time.Millisecond) // past one more AckWait: no further delivery
+	if n, p := failingCalls.Load(), poisonCalls.Load(); n != 3 || p != 1 {
+		t.Fatalf("calls after dead letter: failing %d, poison %d", n, p)
+	}
+}
+
+func TestHandlerPanicIsAnError(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	var calls atomic.Int32
+	if err := c.Subscribe(Subscription{Subject: SubjectPaymentCreated, QueueGroup: "orders-service", AckWait: time.Second},
+		func(context.Context, *Msg) error {
+			if calls.Add(1) == 1 {
+				panic("bug")
+			}
+			return nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, PaymentCreated{ID: "p"})
+	eventually(t, 10*time.Second, "redelivery after the panic", func() bool { return calls.Load() == 2 })
+}
+
+func TestMessagesAreHandledConcurrently(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	// The first message blocks until the second one has been handled: this
+	// only finishes if each message runs in its own goroutine.
+	release := make(chan struct{})
+	done := make(chan int64, 2)
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", MaxInflight: 4},
+		Decode(func(ctx context.Context, e TicketUpdated, _ *Msg) error {
+			if e.Version == 1 {
+				select {
+				case <-release:
+				case <-time.After(10 * time.Second):
+					return errors.New("never released")
+				}
+			} else {
+				close(release)
+			}
+			done <- e.Version
+			return nil
+		})); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, TicketUpdated{ID: "t", Version: 1})
+	mustPublish(t, c, TicketUpdated{ID: "t", Version: 2})
+	if a, b := receive(t, done, 10*time.Second), receive(t, done, 10*time.Second); a != 2 || b != 1 {
+		t.Fatalf("order of completion %d, %d; want 2 then 1", a, b)
+	}
+}
+
+func TestGracefulCloseFreesClientIDAtOnce(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	id := NewClientID("graceful")
+	c := MustConnect(t, n, func(c *Config) { c.ClientID = id })
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service"},
+		func(context.Context, *Msg) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	// One attempt, no retry: the server must have dropped the client.
+	sc, err := stan.Connect(n.ClusterID, id, stan.NatsURL(n.URL), stan.ConnectWait(2*time.Second))
+	if err != nil {
+		t.Fatalf("reconnect with the same client id right after Close: %v", err)
+	}
+	_ = sc.Close()
+	if err := c.Publish(context.Background(), TicketCreated{}); !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Publish after Close = %v, want unavailable", err)
+	}
+}
+
+func TestPublishHonoursContext(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	err := c.Publish(ctx, TicketCreated{})
+	if err != nil && !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Publish with a cancelled context = %v, want nil (already acked) or unavailable", err)
+	}
+}
+
+func TestReconnectAfterServerRestart(t *testing.T) {
+	srv := testenv.DedicatedNATS(t)
+	c := MustConnect(t, srv.NATS, func(c *Config) { c.PingInterval = time.Second; c.PingMaxOut = 2; c.PubAckWait = 2 * time.Second })
+	got := make(chan string, 10)
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service", AckWait: 2 * time.Second},
+		Decode(func(_ context.Context, e TicketCreated, _ *Msg) error { got <- e.ID; return nil })); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, TicketCreated{ID: "before"})
+	if id := receive(t, got, 10*time.Second); id != "before" {
+		t.Fatalf("got %q", id)
+	}
+
+	srv.Stop(t)
+	// Down long enough for the client to give the connection up (pings).
+	eventually(t, 30*time.Second, "connection lost", func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		return c.sc == nil
+	})
+	if err := c.Ready(context.Background()); !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Ready while down = %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	err := c.Publish(ctx, TicketCreated{ID: "during"})
+	cancel()
+	if !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Publish while down = %v, want unavailable", err)
+	}
+
+	srv.Start(t)
+	start := time.Now()
+	eventually(t, 60*time.Second, "reconnected", func() bool { return c.Ready(context.Background()) == nil })
+	t.Logf("reconnected %v after the server started", time.Since(start))
+	mustPublish(t, c, TicketCreated{ID: "after"})
+	// "before" may come once more: its ack can be lost with the server
+	// (at least once); nothing else may.
+	for {
+		id := receive(t, got, 15*time.Second)
+		if id == "after" {
+			break
+		}
+		if id != "before" {
+			t.Fatalf("got %q after reconnect", id)
+		}
+	}
+}
+
+func TestReconnectAfterShortOutage(t *testing.T) {
+	// The NATS connection comes back before the pings give up: the same
+	// stan connection and subscriptions carry on.
+	srv := testenv.DedicatedNATS(t)
+	c := MustConnect(t, srv.NATS, func(c *Config) { c.PingInterval = 5 * time.Second; c.PingMaxOut = 10; c.PubAckWait = 2 * time.Second })
+	got := make(chan string, 10)
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service", AckWait: 2 * time.Second},
+		Decode(func(_ context.Context, e TicketCreated, _ *Msg) error { got <- e.ID; return nil })); err != nil {
+		t.Fatal(err)
+	}
+	srv.Stop(t)
+	srv.Start(t)
+	eventually(t, 60*time.Second, "publish works again", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return c.Publish(ctx, TicketCreated{ID: "after"}) == nil
+	})
+	if id := receive(t, got, 15*time.Second); id != "after" {
+		t.Fatalf("got %q", id)
+	}
+}

@@ -1,0 +1,192 @@
+package inorder_test
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/ticketing-go/ticketing/common/inorder"
+)
+
+// replica is a versioned record applied with the same rule as the orders
+// service's ticket replica: n+1 only on top of n.
+type replica struct {
+	mu      sync.Mutex
+	version int64
+	applied []int64
+	tries   atomic.Int64
+}
+
+func (r *replica) try(v int64) func(context.Context) (inorder.Outcome, error) {
+	return func(context.Context) (inorder.Outcome, error) {
+		r.tries.Add(1)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		switch {
+		case v == r.version+1:
+			r.version = v
+			r.applied = append(r.applied, v)
+			return inorder.Applied, nil
+		case v <= r.version:
+			return inorder.Stale, nil
+		default:
+			return inorder.Ahead, nil
+		}
+	}
+}
+
+func TestOutOfOrderConvergesWithoutPolling(t *testing.T) {
+	// A poll of an hour: only the in-process wake-up can make this pass.
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	r := &replica{}
+	const n = 50
+	order := rand.Perm(n)
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for _, i := range order {
+		wg.Add(1)
+		go func(v int64) {
+			defer wg.Done()
+			errs <- g.Apply(context.Background(), "ticket-1", r.try(v))
+		}(int64(i + 1))
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
+	for i, v := range r.applied {
+		if v != int64(i+1) {
+			t.Fatalf("applied out of order: %v", r.applied)
+		}
+	}
+	if len(r.applied) != n {
+		t.Fatalf("applied %d of %d", len(r.applied), n)
+	}
+}
+
+func TestSequence132(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	r := &replica{version: 1}
+	res3 := make(chan error, 1)
+	go func() { res3 <- g.Apply(context.Background(), "k", r.try(3)) }()
+	// 3 is waiting (tried once, Ahead) before 2 arrives
+	deadline := time.Now().Add(5 * time.Second)
+	for r.tries.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("3 never tried")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	select {
+	case err := <-res3:
+		t.Fatalf("3 returned before 2 was applied: %v", err)
+	default:
+	}
+	if err := g.Apply(context.Background(), "k", r.try(2)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-res3:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("3 not applied after 2")
+	}
+	if len(r.applied) != 2 || r.applied[0] != 2 || r.applied[1] != 3 {
+		t.Fatalf("applied %v", r.applied)
+	}
+	// duplicates are acknowledged
+	if err := g.Apply(context.Background(), "k", r.try(2)); err != nil {
+		t.Fatalf("duplicate: %v", err)
+	}
+}
+
+func TestGapGivesUpAfterMaxWait(t *testing.T) {
+	g := inorder.NewGate(200*time.Millisecond, inorder.WithPoll(20*time.Millisecond))
+	r := &replica{}
+	err := g.Apply(context.Background(), "k", r.try(5))
+	if !errors.Is(err, inorder.ErrGap) {
+		t.Fatalf("Apply = %v, want ErrGap", err)
+	}
+	if n := r.tries.Load(); n < 3 {
+		t.Fatalf("tried %d times, want the poll to retry", n)
+	}
+}
+
+func TestPollSeesPredecessorAppliedElsewhere(t *testing.T) {
+	// Another process applies 1 (not through this gate): the poll notices.
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(10*time.Millisecond))
+	r := &replica{}
+	done := make(chan error, 1)
+	go func() { done <- g.Apply(context.Background(), "k", r.try(2)) }()
+	for r.tries.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	r.mu.Lock()
+	r.version = 1
+	r.mu.Unlock()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poll did not retry")
+	}
+}
+
+func TestKeysAreIndependentAndErrorsPassThrough(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	a, b := &replica{}, &replica{}
+	waiting := make(chan error, 1)
+	go func() { waiting <- g.Apply(context.Background(), "a", a.try(2)) }()
+	for a.tries.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	// Applying on key b must not wake a (it would only find itself still Ahead).
+	if err := g.Apply(context.Background(), "b", b.try(1)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := a.tries.Load(); n != 1 {
+		t.Fatalf("a retried %d times after an apply on b", n)
+	}
+	boom := errors.New("db down")
+	if err := g.Apply(context.Background(), "b", func(context.Context) (inorder.Outcome, error) { return 0, boom }); !errors.Is(err, boom) {
+		t.Fatalf("error = %v", err)
+	}
+	if err := g.Apply(context.Background(), "a", a.try(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-waiting; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestContextCancelStopsWaiting(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &replica{}
+	done := make(chan error, 1)
+	go func() { done <- g.Apply(ctx, "k", r.try(3)) }()
+	for r.tries.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Apply ignored the cancelled context")
+	}
+}
