@@ -1,0 +1,38 @@
+// Package testenv gives integration tests real servers: a NATS Streaming
+// server and a MongoDB-protocol server (the official mongo image, or the
+// project's MongoDB stand-in, see module standin), isolated per test.
+//
+// Two modes, chosen once per test process (see [Mode]):
+//
+//   - "containers" (default when a Docker engine answers): the servers run in
+//     containers started with testcontainers-go. The images default to the
+//     official mongo:7 and nats-streaming:0.25.6 (env TESTENV_MONGO_IMAGE,
+//     TESTENV_NATS_IMAGE override them). When a default image is neither
+//     present nor pullable (no registry), a local stand-in image is built
+//     once per machine and reused by every later test process and run: the
+//     NATS Streaming server and the MongoDB stand-in compiled with
+//     CGO_ENABLED=0 into FROM scratch images, tagged
+//     ticketing-testenv/nats-streaming:0.25.6 and
+//     ticketing-testenv/mongo-standin:<hash of the standin sources>.
+//   - "embedded" (when no Docker engine answers, or TESTENV_MODE=embedded):
+//     the same servers run in-process.
+//
+// Both modes offer the same API and pass the same tests. Servers are shared
+// per test process and started on first use (the fixed cost is paid once per
+// package, not per test); isolation is by a fresh database per test
+// ([Mongo]) and a unique subject prefix per test ([NATSStreaming]).
+// [DedicatedNATS] gives a test its own NATS Streaming server that it may
+// stop and start again.
+//
+// Every test package that uses testenv declares
+//
+//	func TestMain(m *testing.M) { testenv.Main(m) }
+//
+// so the shared servers are removed when the process ends. Containers carry
+// the label ticketing.testenv=1 (`make clean-containers` removes leftovers).
+// testenv sets TESTCONTAINERS_RYUK_DISABLED=true when it is unset: the Ryuk
+// reaper image cannot be pulled on machines without a registry.
+//
+// [BuildGoImage] and [SourceHash] are exported for other test modules (e2e)
+// that package Go binaries as images the same way.
+package testenv
