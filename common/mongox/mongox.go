@@ -30,9 +30,11 @@ const (
 // Connect connects to uri, pings the server and returns the client and the
 // database (database, or the one named in the URI when database is "").
 func Connect(ctx context.Context, uri, database string) (*mongo.Client, *mongo.Database, error) {
-	opts := options.Client().ApplyURI(uri).
+	// Defaults first, so that timeouts given in the URI win.
+	opts := options.Client().
 		SetConnectTimeout(ConnectTimeout).
-		SetServerSelectionTimeout(ServerSelectionTimeout)
+		SetServerSelectionTimeout(ServerSelectionTimeout).
+		ApplyURI(uri)
 	if database == "" {
 		cs, err := connstringDatabase(uri)
 		if err != nil {
