@@ -2,12 +2,42 @@ package main
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"log/slog"
+	"strconv"
+
+	"github.com/ticketing-go/ticketing/standin"
 )
 
-// startMongo runs the MongoDB stand-in in this process with its SQLite data
-// in dir and returns its URI and a stop function. Port 0 picks a free port.
+// startMongo runs the MongoDB stand-in (FerretDB on SQLite behind the
+// write-serialising front) in this process with its data in dir, and returns
+// its URI and a stop function. Port 0 picks a free port.
 func startMongo(ctx context.Context, dir string, port int, log *slog.Logger) (string, func() error, error) {
-	return "", nil, errors.New("TODO: standin not available yet")
+	srv, err := standin.Start(ctx, standin.Options{
+		Listen:    "127.0.0.1:" + strconv.Itoa(port),
+		SQLiteDir: dir,
+		// FerretDB warns about every command it does not implement (the
+		// driver's endSessions at each disconnect): errors only.
+		Log: slog.New(minLevel{log.Handler(), slog.LevelError}).With("component", "mongo-standin"),
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("mongodb stand-in on port %d (another stack running? set DEV_MONGO_PORT or MONGO_URI): %w", port, err)
+	}
+	return srv.URI(), srv.Close, nil
 }
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(a), h.min}
+}
+
+func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }
