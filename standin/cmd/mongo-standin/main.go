@@ -1,0 +1,64 @@
+// Command mongo-standin serves the MongoDB stand-in (FerretDB behind a front
+// that serialises writes, see package standin) until SIGTERM or SIGINT.
+//
+// Flags (environment variable in brackets):
+//
+//	-listen   address of the MongoDB wire protocol [MONGO_STANDIN_LISTEN] (":27017")
+//	-data     SQLite directory, created if missing [MONGO_STANDIN_DATA] ("/data")
+//	-handler  sqlite or postgresql [MONGO_STANDIN_HANDLER] ("sqlite")
+//	-postgresql-url  backend of the postgresql handler [MONGO_STANDIN_POSTGRESQL_URL]
+//
+// It logs "Waiting for connections" once it accepts clients (as mongod does,
+// so one readiness check fits both).
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ticketing-go/ticketing/standin"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if err := run(context.Background(), os.Args[1:], log); err != nil {
+		log.Error("mongo-standin failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(ctx context.Context, args []string, log *slog.Logger) error {
+	fs := flag.NewFlagSet("mongo-standin", flag.ContinueOnError)
+	listen := fs.String("listen", env("MONGO_STANDIN_LISTEN", ":27017"), "listen address")
+	data := fs.String("data", env("MONGO_STANDIN_DATA", "/data"), "SQLite data directory")
+	handler := fs.String("handler", env("MONGO_STANDIN_HANDLER", "sqlite"), "sqlite or postgresql")
+	pgURL := fs.String("postgresql-url", os.Getenv("MONGO_STANDIN_POSTGRESQL_URL"), "PostgreSQL URL for the postgresql handler")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	s, err := standin.Start(ctx, standin.Options{Listen: *listen, Handler: *handler, SQLiteDir: *data, PostgreSQLURL: *pgURL, Log: log})
+	if err != nil {
+		return err
+	}
+	log.Info("Waiting for connections", "addr", s.Addr().String(), "handler", *handler, "data", *data)
+	<-ctx.Done()
+	log.Info("shutting down")
+	if err := s.Close(); err != nil {
+		return fmt.Errorf("close: %w", err)
+	}
+	return nil
+}
