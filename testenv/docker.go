@@ -280,8 +280,9 @@ func lockFile(ctx context.Context, path string) (unlock func(), err error) {
 }
 
 // SourceHash returns the first 12 hex digits of a SHA-256 over the Go
-// sources (*.go, go.mod, go.sum) under the given directories (relative to
-// root), with their paths: a tag that changes when they do.
+// sources (*.go except tests, go.mod, go.sum, go.work) under the given
+// directories or files (relative to root), with their paths: a tag that
+// changes when they do.
 func SourceHash(root string, dirs ...string) (string, error) {
 	var files []string
 	for _, d := range dirs {
@@ -296,7 +297,7 @@ func SourceHash(root string, dirs ...string) (string, error) {
 				return nil
 			}
 			n := e.Name()
-			if (strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go")) || n == "go.mod" || n == "go.sum" {
+			if (strings.HasSuffix(n, ".go") && !strings.HasSuffix(n, "_test.go")) || n == "go.mod" || n == "go.sum" || n == "go.work" {
 				files = append(files, p)
 			}
 			return nil
