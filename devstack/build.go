@@ -80,6 +80,9 @@ func build(ctx context.Context, root, binDir string, svcs []Service, log *slog.L
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out.String())
 	}
 	log.Info("services built", "took", time.Since(start).Round(time.Millisecond))

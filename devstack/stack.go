@@ -143,7 +143,15 @@ func findRoot() (string, error) {
 // and returns nil) or something fails (a child exits, a server cannot
 // start): then it stops everything and returns the error. Nothing is
 // restarted silently.
-func Run(ctx context.Context, o Options) (err error) {
+func Run(ctx context.Context, o Options) error {
+	err := runStack(ctx, o)
+	if err != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return nil // stopped while starting: what the user asked for
+	}
+	return err
+}
+
+func runStack(ctx context.Context, o Options) (err error) {
 	if err := o.defaults(); err != nil {
 		return err
 	}
@@ -293,7 +301,9 @@ func (o *Options) stripe(ctx context.Context, svcs []Service, sup *supervisor) (
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	if err := sup.start("stripe-mock", o.Root, o.BaseEnv, bin, "-http-addr", addr, "-fixtures", fixtures); err != nil {
+	if err := sup.start("stripe-mock", o.Root, o.BaseEnv, bin, "-http-addr", addr,
+		// Without this stripe-mock also serves HTTPS on :12112 on every interface.
+		"-https-addr", "127.0.0.1:", "-fixtures", fixtures); err != nil {
 		return nil, err
 	}
 	o.Log.Info("stripe-mock started for payments (STRIPE_KEY not set)", "url", "http://"+addr)

@@ -44,6 +44,9 @@ func buildStripeMock(ctx context.Context, cacheDir string, log *slog.Logger) (bi
 		return cmd
 	}
 	if out, err := goCmd("install", mod).CombinedOutput(); err != nil {
+		if ctx.Err() != nil {
+			return "", "", ctx.Err()
+		}
 		return "", "", fmt.Errorf("go install %s: %v\n%s", mod, err, out)
 	}
 	out, err := goCmd("mod", "download", "-json", mod).Output()
