@@ -168,21 +168,60 @@ func TestStackServesSignupThroughTheProxy(t *testing.T) {
 		t.Fatalf("unknown path: %d %v; want a 404 in the common format", r.status, r.body)
 	}
 
-	// Stop cleanly, start again on the same data: the user is still there.
+}
+
+// A restart of the whole stack on the same data directory keeps the data:
+// the user signed up before signs in after, and every service starts again
+// on its existing databases and NATS store.
+func TestStackRestartKeepsData(t *testing.T) {
+	dataDir := t.TempDir()
+	st := MustStartStack(t, dataDir, nil)
+	var signup reply
+	until(t, st, 4*time.Minute, "signup through the proxy", func() bool {
+		r, err := call(t, "POST", st.base+"/api/users/signup", `{"email":"again@test.com","password":"password"}`, "")
+		signup = r
+		return err == nil && r.status != http.StatusServiceUnavailable && r.status != http.StatusBadGateway
+	})
+	if signup.status != http.StatusCreated {
+		t.Fatalf("signup: %d %v", signup.status, signup.body)
+	}
 	if err := st.stop(t); err != nil {
 		t.Fatalf("stack stopped with %v; want a clean stop", err)
 	}
+
 	st = MustStartStack(t, dataDir, nil)
-	base = st.base
 	var signin reply
 	until(t, st, 2*time.Minute, "signin after a restart", func() bool {
-		r, err := call(t, "POST", base+"/api/users/signin", `{"email":"dev@test.com","password":"password"}`, "")
+		r, err := call(t, "POST", st.base+"/api/users/signin", `{"email":"again@test.com","password":"password"}`, "")
 		signin = r
 		return err == nil && r.status != http.StatusServiceUnavailable && r.status != http.StatusBadGateway
 	})
 	if signin.status != http.StatusOK || signin.body["id"] != signup.body["id"] {
 		t.Fatalf("signin after restart: %d %v; want 200 and the same user", signin.status, signin.body)
 	}
+	// Every service came back up (not only auth): the stack is still running
+	// after all of them had the time to open their stores.
+	until(t, st, time.Minute, "every service healthy after the restart", func() bool {
+		r, err := call(t, "GET", st.base+"/", "", "")
+		return err == nil && r.status == http.StatusOK && allHealthy(t, r.body)
+	})
+}
+
+// allHealthy reports whether every backend listed by the proxy's / answers
+// its /healthz.
+func allHealthy(t *testing.T, index map[string]any) bool {
+	routes, _ := index["routes"].(map[string]any)
+	for _, v := range routes {
+		base, _ := v.(string)
+		if !strings.HasPrefix(base, "http://") {
+			continue
+		}
+		r, err := call(t, "GET", base+"/healthz", "", "")
+		if err != nil || r.status != http.StatusOK {
+			return false
+		}
+	}
+	return true
 }
 
 // A service that dies is not restarted silently: the stack stops with an
