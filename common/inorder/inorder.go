@@ -63,6 +63,11 @@ type Gate struct {
 type key struct {
 	changed chan struct{} // closed (and replaced) whenever an update on the key is applied
 	users   int
+	// highest version applied (or found stale) through ApplyVersion while
+	// the key had waiters; lets a waiter for n sleep through wake-ups for
+	// versions below n-1 instead of querying the store on each.
+	applied int64
+	known   bool
 }
 
 // Option configures a Gate.
@@ -91,6 +96,21 @@ func NewGate(maxWait time.Duration, opts ...Option) *Gate {
 // passed with try still reporting Ahead (ErrGap). Between attempts it waits
 // for an Apply on the same key in this process or for the poll interval.
 func (g *Gate) Apply(ctx context.Context, k string, try func(context.Context) (Outcome, error)) error {
+	return g.apply(ctx, k, -1, try)
+}
+
+// ApplyVersion is Apply for an update that brings key to version (>= 0). A
+// waiting update is only retried on wake-ups that may have applied its
+// predecessor (and on the poll), so 30 out-of-order updates waiting on one
+// key do not all query the store after every apply.
+func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
+	if version < 0 {
+		version = -1
+	}
+	return g.apply(ctx, k, version, try)
+}
+
+func (g *Gate) apply(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
 	ent := g.acquire(k)
 	defer g.release(k, ent)
 	deadline := time.NewTimer(g.maxWait)
@@ -109,7 +129,7 @@ func (g *Gate) Apply(ctx context.Context, k string, try func(context.Context) (O
 		}
 		switch out {
 		case Applied, Stale:
-			g.wake(ent)
+			g.wake(ent, version)
 			return nil
 		case Ahead:
 		default:
@@ -122,13 +142,24 @@ func (g *Gate) Apply(ctx context.Context, k string, try func(context.Context) (O
 			}
 		}
 		poll.Reset(g.poll)
-		select {
-		case <-changed:
-		case <-poll.C:
-		case <-deadline.C:
-			return ErrGap
-		case <-ctx.Done():
-			return ctx.Err()
+	wait:
+		for {
+			select {
+			case <-changed:
+				g.mu.Lock()
+				changed = ent.changed
+				skip := version > 0 && ent.known && ent.applied < version-1
+				g.mu.Unlock()
+				if !skip {
+					break wait
+				}
+			case <-poll.C:
+				break wait
+			case <-deadline.C:
+				return ErrGap
+			case <-ctx.Done():
+				return ctx.Err()
+			}
 		}
 	}
 }
@@ -153,9 +184,12 @@ func (g *Gate) release(k string, e *key) {
 	}
 }
 
-func (g *Gate) wake(e *key) {
+func (g *Gate) wake(e *key, version int64) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if version >= 0 && (!e.known || version > e.applied) {
+		e.applied, e.known = version, true
+	}
 	close(e.changed)
 	e.changed = make(chan struct{})
 }

@@ -7,7 +7,7 @@
 // state change (`$push` next to the `$set` and the version `$inc`, or in the
 // inserted document): the change and its event are stored atomically or
 // not at all. A Relay publishes the entries of a document in array order
-// and then `$pull`s them by entry id. Notify(docID) after a write makes the
+// and then removes them (`$pullAll` of their stored bytes). Notify(docID) after a write makes the
 // relay publish at once (the HTTP response never waits for the broker); a
 // poll picks up whatever is left (after a crash, a restart or a NATS
 // outage), with backoff while publishing fails.

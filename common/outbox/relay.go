@@ -3,6 +3,7 @@ package outbox
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -10,7 +11,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 )
@@ -75,7 +75,7 @@ type Relay struct {
 	mu       sync.Mutex
 	queue    []any
 	state    map[any]int
-	failures int // consecutive failed documents; drives the poll backoff
+	failures int // consecutive publish failures; drives the poll backoff
 	wake     chan struct{}
 	pollNow  chan struct{}
 }
@@ -238,12 +238,19 @@ func (r *Relay) next(ctx context.Context) (any, bool) {
 	}
 }
 
+// publishError marks a failure of the broker (as opposed to the database
+// or a bad entry): only those put the relay into backoff.
+type publishError struct{ error }
+
+func (e publishError) Unwrap() error { return e.error }
+
 func (r *Relay) finish(id any, err error) {
 	r.mu.Lock()
 	wasFailing := r.failures > 0
-	if err != nil {
+	var pe publishError
+	if errors.As(err, &pe) {
 		r.failures++
-	} else {
+	} else if err == nil {
 		r.failures = 0
 	}
 	if r.state[id] == dirty && err == nil {
@@ -263,9 +270,13 @@ func (r *Relay) finish(id any, err error) {
 // process publishes the pending entries of one document in order and
 // removes the published ones. A publish failure stops at that entry; the
 // poll retries it later.
+//
+// Entries are removed with $pullAll of their stored bytes (exact match): the
+// FerretDB stand-in silently ignores a $pull with a condition such as
+// {id: {$in: [...]}}, and an exact match works on MongoDB and FerretDB alike.
 func (r *Relay) process(ctx context.Context, id any) error {
 	var doc struct {
-		Outbox []Entry `bson:"outbox"`
+		Outbox []bson.Raw `bson:"outbox"`
 	}
 	err := r.coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{Field: 1})).Decode(&doc)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -277,9 +288,17 @@ func (r *Relay) process(ctx context.Context, id any) error {
 		}
 		return err
 	}
-	published := make([]primitive.ObjectID, 0, len(doc.Outbox))
+	published := make([]bson.Raw, 0, len(doc.Outbox))
 	var pubErr error
-	for _, e := range doc.Outbox {
+	for _, raw := range doc.Outbox {
+		var e Entry
+		if err := bson.Unmarshal(raw, &e); err != nil {
+			// Not ours to judge: leave it, and do not publish what follows
+			// it out of order.
+			pubErr = fmt.Errorf("outbox: undecodable entry in %v: %w", id, err)
+			r.log.Error("outbox entry does not decode", "id", id, "err", err)
+			break
+		}
 		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
 		pubErr = r.pub.PublishRaw(pctx, e.Subject, e.Data)
 		cancel()
@@ -287,14 +306,18 @@ func (r *Relay) process(ctx context.Context, id any) error {
 			if ctx.Err() == nil {
 				r.log.Warn("outbox publish failed; will retry", "id", id, "subject", e.Subject, "err", pubErr)
 			}
+			pubErr = publishError{pubErr}
 			break
 		}
-		published = append(published, e.ID)
+		published = append(published, raw)
 	}
 	if len(published) > 0 {
-		// A failure here only means the entries are published again later.
-		_, err := r.coll.UpdateOne(ctx, bson.M{"_id": id},
-			bson.M{"$pull": bson.M{Field: bson.M{"id": bson.M{"$in": published}}}})
+		// Not cancelled with ctx: entries already published should not be
+		// published again only because the relay is shutting down. A failure
+		// here only means they are published again later.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
+		_, err := r.coll.UpdateOne(cctx, bson.M{"_id": id}, bson.M{"$pullAll": bson.M{Field: published}})
+		cancel()
 		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn("outbox cleanup failed; entries will be published again", "id", id, "err", err)

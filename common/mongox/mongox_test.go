@@ -1,0 +1,197 @@
+package mongox_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestObjectID(t *testing.T) {
+	good := primitive.NewObjectID()
+	cases := map[string]bool{
+		good.Hex():                    true,
+		"":                            false,
+		"abc":                         false,
+		"zzzzzzzzzzzzzzzzzzzzzzzz":    false,
+		good.Hex() + "00":             false,
+		"64b7f0c2a1b2c3d4e5f6071":     false,
+		"64B7F0C2A1B2C3D4E5F60718":    true,
+		"64b7f0c2-1b2c3d4e5f60718abc": false,
+	}
+	for in, ok := range cases {
+		id, got := mongox.ObjectID(in)
+		if got != ok {
+			t.Errorf("ObjectID(%q) ok = %v", in, got)
+		}
+		if ok && in == good.Hex() && id != good {
+			t.Errorf("ObjectID(%q) = %v", in, id)
+		}
+	}
+}
+
+func TestClassify(t *testing.T) {
+	unavailable := []error{
+		context.DeadlineExceeded,
+		fmt.Errorf("find: %w", context.DeadlineExceeded),
+		&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")},
+		mongo.ErrClientDisconnected,
+	}
+	for _, err := range unavailable {
+		if got := mongox.Classify(err); !apperr.Is(got, apperr.Unavailable) || !errors.Is(got, err) {
+			t.Errorf("Classify(%v) = %v, want unavailable wrapping it", err, got)
+		}
+	}
+	unchanged := []error{
+		errors.New("some bug"),
+		mongo.ErrNoDocuments,
+		mongo.CommandError{Code: 2, Message: "bad query"},
+		apperr.ErrNotFound,
+		context.Canceled, // the client went away: not the database's fault
+	}
+	for _, err := range unchanged {
+		if got := mongox.Classify(err); apperr.Is(got, apperr.Unavailable) || got.Error() != err.Error() {
+			t.Errorf("Classify(%v) = %v, want unchanged", err, got)
+		}
+	}
+	if mongox.Classify(nil) != nil {
+		t.Error("Classify(nil) != nil")
+	}
+}
+
+func TestConnectToNothingIsUnavailable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, _, err = mongox.Connect(ctx, "mongodb://"+addr+"/?serverSelectionTimeoutMS=500", "x")
+	if !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Connect to a closed port = %v, want unavailable", err)
+	}
+}
+
+func TestConnectAndPing(t *testing.T) {
+	m := testenv.Mongo(t)
+	ctx := context.Background()
+	client, db, err := mongox.Connect(ctx, m.URI, m.Database)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Disconnect(ctx)
+	if db.Name() != m.Database {
+		t.Fatalf("database %q", db.Name())
+	}
+	if err := mongox.Ping(client)(ctx); err != nil {
+		t.Fatalf("Ping: %v", err)
+	}
+	if _, _, err := mongox.Connect(ctx, "not-a-uri", "x"); err == nil {
+		t.Fatal("Connect accepted a bad URI")
+	}
+	client.Disconnect(ctx)
+	if err := mongox.Ping(client)(ctx); !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("Ping after Disconnect = %v, want unavailable", err)
+	}
+}
+
+func TestUpdateVersioned(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("things")
+	ctx := context.Background()
+	id := primitive.NewObjectID()
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "version": int64(0), "title": "a", "n": 0}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mongox.UpdateVersioned(ctx, coll, id, 0, bson.M{"$set": bson.M{"title": "b"}, "$inc": bson.M{"n": 2}}); err != nil {
+		t.Fatalf("update on the current version: %v", err)
+	}
+	var doc struct {
+		Version int64  `bson:"version"`
+		Title   string `bson:"title"`
+		N       int    `bson:"n"`
+	}
+	if err := coll.FindOne(ctx, bson.M{"_id": id}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Version != 1 || doc.Title != "b" || doc.N != 2 {
+		t.Fatalf("after update: %+v", doc)
+	}
+	if err := mongox.UpdateVersioned(ctx, coll, id, 0, bson.M{"$set": bson.M{"title": "c"}}); !apperr.Is(err, apperr.Conflict) {
+		t.Fatalf("update on a stale version = %v, want conflict", err)
+	}
+	if err := mongox.UpdateVersioned(ctx, coll, primitive.NewObjectID(), 0, bson.M{"$set": bson.M{"title": "c"}}); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("update of a missing document = %v, want not found", err)
+	}
+}
+
+// Of 30 concurrent updates on one version exactly one wins (the store
+// contract the services' optimistic concurrency depends on).
+func TestUpdateVersionedHasOneWinner(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("things")
+	ctx := context.Background()
+	for trial := range 3 {
+		id := primitive.NewObjectID()
+		if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "version": int64(0)}); err != nil {
+			t.Fatal(err)
+		}
+		var wins, conflicts atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 30 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				err := mongox.UpdateVersioned(ctx, coll, id, 0, bson.M{"$set": bson.M{"winner": i}})
+				switch {
+				case err == nil:
+					wins.Add(1)
+				case apperr.Is(err, apperr.Conflict):
+					conflicts.Add(1)
+				default:
+					t.Errorf("update: %v", err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		if wins.Load() != 1 || conflicts.Load() != 29 {
+			t.Fatalf("trial %d: %d wins, %d conflicts; want 1 and 29", trial, wins.Load(), conflicts.Load())
+		}
+	}
+}
+
+func TestIsDuplicateKey(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("users")
+	ctx := context.Background()
+	if _, err := coll.Indexes().CreateOne(ctx, mongo.IndexModel{Keys: bson.D{{Key: "email", Value: 1}}, Options: options.Index().SetUnique(true)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(ctx, bson.M{"email": "a@b.c"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err := coll.InsertOne(ctx, bson.M{"email": "a@b.c"})
+	if !mongox.IsDuplicateKey(err) {
+		t.Fatalf("second insert: %v, want a duplicate key error", err)
+	}
+	if mongox.IsDuplicateKey(errors.New("other")) || mongox.IsDuplicateKey(nil) {
+		t.Fatal("IsDuplicateKey on other errors")
+	}
+}
