@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -48,7 +50,7 @@ type Config struct {
 
 // ConfigFromEnv reads the configuration; every problem is in env.Err().
 func ConfigFromEnv(env *config.Env) Config {
-	return Config{
+	c := Config{
 		Port:          env.String("PORT", "3000"),
 		MongoURI:      env.Required("MONGO_URI"),
 		MongoDB:       env.String("MONGO_DB", "payments"),
@@ -60,6 +62,13 @@ func ConfigFromEnv(env *config.Env) Config {
 		AckWait:       env.Duration("ACK_WAIT", 30*time.Second),
 		GapWait:       env.Duration("GAP_WAIT", 10*time.Second),
 	}
+	env.Check(!strings.HasPrefix(c.StripeKey, "pk_"), "STRIPE_KEY: a publishable key (pk_...) cannot charge; use a secret key (sk_...)")
+	if c.StripeAPIBase != "" {
+		u, err := url.Parse(c.StripeAPIBase)
+		env.Check(err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != "",
+			"STRIPE_API_BASE: %q is not an http(s) URL", c.StripeAPIBase)
+	}
+	return c
 }
 
 // Run serves on ln until ctx is done. A nil ln listens on cfg.Port.
