@@ -18,37 +18,35 @@ import (
 )
 
 var (
-	ticketsBinOnce sync.Once
-	ticketsBin     string
-	ticketsBinErr  error
+	binMu sync.Mutex
+	bins  = map[string]string{}
 )
 
-// buildTickets builds the tickets service binary once per test process.
-func buildTickets(tb testing.TB) string {
+// buildBinary builds the command at pkg (relative to the repository root,
+// e.g. "./services/tickets") once per test process.
+func buildBinary(tb testing.TB, pkg string) string {
 	tb.Helper()
-	ticketsBinOnce.Do(func() {
-		root, err := testenv.RepoRoot()
-		if err != nil {
-			ticketsBinErr = err
-			return
-		}
-		dir, err := os.MkdirTemp("", "orders-e2e-")
-		if err != nil {
-			ticketsBinErr = err
-			return
-		}
-		ticketsBin = filepath.Join(dir, "tickets")
-		cmd := exec.Command("go", "build", "-o", ticketsBin, "./services/tickets")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			ticketsBinErr = err
-			tb.Logf("go build tickets: %s", out)
-		}
-	})
-	if ticketsBinErr != nil {
-		tb.Fatalf("build tickets service: %v", ticketsBinErr)
+	binMu.Lock()
+	defer binMu.Unlock()
+	if bin, ok := bins[pkg]; ok {
+		return bin
 	}
-	return ticketsBin
+	root, err := testenv.RepoRoot()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "orders-e2e-")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		tb.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	bins[pkg] = bin
+	return bin
 }
 
 // MustStartTickets runs the tickets service binary against the orders
@@ -56,7 +54,7 @@ func buildTickets(tb testing.TB) string {
 // its base URL once it is ready.
 func MustStartTickets(tb testing.TB, s *service) string {
 	tb.Helper()
-	bin := buildTickets(tb)
+	bin := buildBinary(tb, "./services/tickets")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
