@@ -46,6 +46,9 @@ type Config struct {
 	AckWait time.Duration
 	// GapWait: how long an order event ahead of a gap waits in-process.
 	GapWait time.Duration
+	// InProgressWait: how long a payment request waits for a concurrent
+	// attempt on the same order before answering 409 (default 10s).
+	InProgressWait time.Duration
 }
 
 // ConfigFromEnv reads the configuration; every problem is in env.Err().
@@ -79,6 +82,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	if cfg.GapWait <= 0 {
 		cfg.GapWait = 10 * time.Second
 	}
+	if cfg.InProgressWait <= 0 {
+		cfg.InProgressWait = 10 * time.Second
+	}
 	client, db, err := mongox.Connect(ctx, cfg.MongoURI, cfg.MongoDB)
 	if err != nil {
 		return fmt.Errorf("mongodb: %w", err)
@@ -105,7 +111,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 		// The charge (SDK retry included) and the writes after it finish
 		// well within the lease, so a live attempt is never taken over.
 		Lease:          3*cfg.StripeTimeout + 10*time.Second,
-		WaitInProgress: 10 * time.Second,
+		WaitInProgress: cfg.InProgressWait,
 		ChargeTimeout:  2*cfg.StripeTimeout + 5*time.Second,
 	}
 	lst := listener.New(st.Orders, cfg.GapWait)

@@ -129,6 +129,9 @@ func mustStartPayments(tb testing.TB) *harness {
 		StripeTimeout: 10 * time.Second,
 		AckWait:       5 * time.Second,
 		GapWait:       5 * time.Second,
+		// Short, so the 409 case does not make the tests slow; still far
+		// longer than a charge through the proxy.
+		InProgressWait: 2 * time.Second,
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
