@@ -135,13 +135,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		default:
 			return errors.New("inorder: try returned an unknown outcome")
 		}
-		if !poll.Stop() {
-			select {
-			case <-poll.C:
-			default:
-			}
-		}
-		poll.Reset(g.poll)
+		g.arm(poll, g.pollDelay(ent, version))
 	wait:
 		for {
 			select {
@@ -153,6 +147,8 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 				if !skip {
 					break wait
 				}
+				// Closer to the head now: poll sooner.
+				g.arm(poll, g.pollDelay(ent, version))
 			case <-poll.C:
 				break wait
 			case <-deadline.C:
@@ -162,6 +158,31 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 			}
 		}
 	}
+}
+
+// pollDelay is the poll interval times the number of versions still missing
+// before this one as far as this process knows (at most 8): the waiter
+// right behind the gap polls fast for a predecessor applied elsewhere, the
+// ones further back poll less, so a long queue of waiters on one key does
+// not flood the store with reads.
+func (g *Gate) pollDelay(e *key, version int64) time.Duration {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if version <= 0 || !e.known {
+		return g.poll
+	}
+	d := version - 1 - e.applied
+	return g.poll * time.Duration(min(max(d, 1), 8))
+}
+
+func (g *Gate) arm(t *time.Timer, d time.Duration) {
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(d)
 }
 
 func (g *Gate) acquire(k string) *key {
