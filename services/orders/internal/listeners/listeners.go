@@ -109,7 +109,9 @@ func (l *listeners) ticketUpdated(ctx context.Context, e events.TicketUpdated, _
 }
 
 func (l *listeners) replicate(ctx context.Context, t domain.Ticket, apply func(context.Context, domain.Ticket) (inorder.Outcome, error)) error {
-	err := l.gate.Apply(ctx, t.ID, func(ctx context.Context) (inorder.Outcome, error) {
+	// ApplyVersion: a waiting update is retried only when its predecessor may
+	// have been applied, not after every apply on the ticket.
+	err := l.gate.ApplyVersion(ctx, t.ID, t.Version, func(ctx context.Context) (inorder.Outcome, error) {
 		return apply(ctx, t)
 	})
 	if store.IsMalformed(err) {
