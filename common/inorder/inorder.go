@@ -135,7 +135,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		default:
 			return errors.New("inorder: try returned an unknown outcome")
 		}
-		g.arm(poll, g.pollDelay(ent, version))
+		pollAt := g.arm(poll, g.pollDelay(ent, version))
 	wait:
 		for {
 			select {
@@ -147,8 +147,10 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 				if !skip {
 					break wait
 				}
-				// Closer to the head now: poll sooner.
-				g.arm(poll, g.pollDelay(ent, version))
+				// Closer to the head now: poll sooner (never later).
+				if d := g.pollDelay(ent, version); time.Now().Add(d).Before(pollAt) {
+					pollAt = g.arm(poll, d)
+				}
 			case <-poll.C:
 				break wait
 			case <-deadline.C:
@@ -161,7 +163,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 }
 
 // pollDelay is the poll interval times the number of versions still missing
-// before this one as far as this process knows (at most 8): the waiter
+// before this one as far as this process knows (at most 4): the waiter
 // right behind the gap polls fast for a predecessor applied elsewhere, the
 // ones further back poll less, so a long queue of waiters on one key does
 // not flood the store with reads.
@@ -172,10 +174,11 @@ func (g *Gate) pollDelay(e *key, version int64) time.Duration {
 		return g.poll
 	}
 	d := version - 1 - e.applied
-	return g.poll * time.Duration(min(max(d, 1), 8))
+	return g.poll * time.Duration(min(max(d, 1), 4))
 }
 
-func (g *Gate) arm(t *time.Timer, d time.Duration) {
+// arm (re)starts t to fire after d and returns when.
+func (g *Gate) arm(t *time.Timer, d time.Duration) time.Time {
 	if !t.Stop() {
 		select {
 		case <-t.C:
@@ -183,6 +186,7 @@ func (g *Gate) arm(t *time.Timer, d time.Duration) {
 		}
 	}
 	t.Reset(d)
+	return time.Now().Add(d)
 }
 
 func (g *Gate) acquire(k string) *key {
