@@ -37,17 +37,21 @@ type Config struct {
 	Poll time.Duration
 	// AckWait of the order subscriptions.
 	AckWait time.Duration
+	// Retention: how long fired and dropped expirations are kept (as
+	// duplicate guards) before they are purged (default 7 days).
+	Retention time.Duration
 }
 
 // ConfigFromEnv reads the configuration; every problem is in env.Err().
 func ConfigFromEnv(env *config.Env) Config {
 	return Config{
-		Port:     env.String("PORT", "3000"),
-		MongoURI: env.Required("MONGO_URI"),
-		MongoDB:  env.String("MONGO_DB", "expiration"),
-		NATS:     events.ConfigFromEnv(env, Service),
-		Poll:     env.Duration("EXPIRATION_POLL", time.Second),
-		AckWait:  env.Duration("ACK_WAIT", 30*time.Second),
+		Port:      env.String("PORT", "3000"),
+		MongoURI:  env.Required("MONGO_URI"),
+		MongoDB:   env.String("MONGO_DB", "expiration"),
+		NATS:      events.ConfigFromEnv(env, Service),
+		Poll:      env.Duration("EXPIRATION_POLL", time.Second),
+		AckWait:   env.Duration("ACK_WAIT", 30*time.Second),
+		Retention: env.Duration("EXPIRATION_RETENTION", 7*24*time.Hour),
 	}
 }
 
@@ -87,10 +91,34 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return sched.Run(gctx) })
+	g.Go(func() error { purge(gctx, st, cfg.Retention, log); return nil })
 	g.Go(func() error { return httpx.Serve(gctx, ln, r, 10*time.Second, log) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// purge removes old done expirations every hour until ctx is done.
+func purge(ctx context.Context, st *store.Store, retention time.Duration, log *slog.Logger) {
+	if retention <= 0 {
+		retention = 7 * 24 * time.Hour
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		n, err := st.Purge(ctx, time.Now().Add(-retention))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Warn("purging done expirations", "err", err)
+		case n > 0:
+			log.Info("purged done expirations", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -35,11 +35,14 @@ type Store struct {
 }
 
 type doc struct {
-	ID        string         `bson:"_id"`
-	ExpiresAt time.Time      `bson:"expiresAt"`
-	State     domain.State   `bson:"state"`
-	FiredAt   *time.Time     `bson:"firedAt,omitempty"`
-	Outbox    []outbox.Entry `bson:"outbox,omitempty"`
+	ID        string       `bson:"_id"`
+	ExpiresAt time.Time    `bson:"expiresAt"`
+	State     domain.State `bson:"state"`
+	FiredAt   *time.Time   `bson:"firedAt,omitempty"`
+	// DoneAt is when the expiration left Pending (fired or dropped): Purge
+	// removes done records after a retention period.
+	DoneAt *time.Time     `bson:"doneAt,omitempty"`
+	Outbox []outbox.Entry `bson:"outbox,omitempty"`
 }
 
 // New returns the store on db and creates its index.
@@ -76,14 +79,15 @@ func (s *Store) Schedule(ctx context.Context, id string, expiresAt time.Time) (b
 // not known yet. A fired expiration stays fired.
 func (s *Store) Drop(ctx context.Context, id string) error {
 	res, err := s.coll.UpdateOne(ctx, bson.M{"_id": id, "state": domain.Pending},
-		bson.M{"$set": bson.M{"state": domain.Dropped}})
+		bson.M{"$set": bson.M{"state": domain.Dropped, "doneAt": time.Now().UTC()}})
 	if err != nil {
 		return mongox.Classify(err)
 	}
 	if res.MatchedCount == 1 {
 		return nil
 	}
-	_, err = s.coll.InsertOne(ctx, doc{ID: id, State: domain.Dropped})
+	now := time.Now().UTC()
+	_, err = s.coll.InsertOne(ctx, doc{ID: id, State: domain.Dropped, DoneAt: &now})
 	if err != nil && !mongox.IsDuplicateKey(err) {
 		return mongox.Classify(err)
 	}
@@ -150,9 +154,25 @@ func (s *Store) Fire(ctx context.Context, id string, now time.Time) (bool, error
 		return false, err
 	}
 	res, err := s.coll.UpdateOne(ctx, bson.M{"_id": id, "state": domain.Pending, "expiresAt": bson.M{"$lte": now.UTC()}},
-		outbox.Push(bson.M{"$set": bson.M{"state": domain.Fired, "firedAt": now.UTC()}}, e))
+		outbox.Push(bson.M{"$set": bson.M{"state": domain.Fired, "firedAt": now.UTC(), "doneAt": now.UTC()}}, e))
 	if err != nil {
 		return false, mongox.Classify(err)
 	}
 	return res.ModifiedCount == 1, nil
+}
+
+// Purge deletes fired and dropped records done before before whose events
+// are published; it bounds the collection. A tombstone purged this way lets
+// an order:created redelivered later than that schedule again, which fires
+// at once and is ignored by the orders service (the order is cancelled).
+func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.coll.DeleteMany(ctx, bson.M{
+		"state":             bson.M{"$in": []domain.State{domain.Fired, domain.Dropped}},
+		"doneAt":            bson.M{"$lt": before.UTC()},
+		outbox.Field + ".0": bson.M{"$exists": false},
+	})
+	if err != nil {
+		return 0, mongox.Classify(err)
+	}
+	return res.DeletedCount, nil
 }
