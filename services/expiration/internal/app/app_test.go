@@ -296,11 +296,13 @@ func TestTwoInstancesFireOnce(t *testing.T) {
 	before := a.firedTotal(t)
 	const n = 30
 	ids := make([]string, n)
+	due := make([]time.Time, n)
 	base := time.Now().Add(time.Second)
 	for i := range ids {
 		ids[i] = newID()
 		// Many share a due time, so both replicas race for them.
-		w.orderCreated(t, ids[i], base.Add(time.Duration(i%3)*100*time.Millisecond))
+		due[i] = base.Add(time.Duration(i%3) * 100 * time.Millisecond)
+		w.orderCreated(t, ids[i], due[i])
 	}
 	waitFor(t, 30*time.Second, "every expiration:complete", func() bool {
 		for _, id := range ids {
@@ -320,9 +322,16 @@ func TestTwoInstancesFireOnce(t *testing.T) {
 		t.Fatalf("the two instances fired %d times for %d orders", fired, n)
 	}
 	dups := 0
-	for _, id := range ids {
-		dups += len(w.arrivals(id)) - 1
+	var worst time.Duration
+	for i, id := range ids {
+		got := w.arrivals(id)
+		dups += len(got) - 1
+		if got[0].Before(due[i].Truncate(time.Millisecond)) {
+			t.Errorf("order %d published before it was due", i)
+		}
+		worst = max(worst, got[0].Sub(due[i]))
 	}
+	t.Logf("latest publication %s after expiresAt", worst.Round(time.Millisecond))
 	// The outbox relays are at-least-once across replicas; the orders
 	// service ignores a second expiration:complete.
 	t.Logf("%d duplicate deliveries by the relays", dups)
