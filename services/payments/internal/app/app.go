@@ -47,7 +47,7 @@ type Config struct {
 	// GapWait: how long an order event ahead of a gap waits in-process.
 	GapWait time.Duration
 	// InProgressWait: how long a payment request waits for a concurrent
-	// attempt on the same order before answering 409 (default 10s).
+	// attempt on the same order before answering 409 (default 5s).
 	InProgressWait time.Duration
 }
 
@@ -83,7 +83,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 		cfg.GapWait = 10 * time.Second
 	}
 	if cfg.InProgressWait <= 0 {
-		cfg.InProgressWait = 10 * time.Second
+		cfg.InProgressWait = 5 * time.Second
 	}
 	client, db, err := mongox.Connect(ctx, cfg.MongoURI, cfg.MongoDB)
 	if err != nil {
@@ -103,16 +103,18 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	relay := outbox.NewRelay(st.Payments.Coll(), conn, log, outbox.Options{})
 	st.Payments.Notify = relay.Notify
 
+	// One budget bounds a charge with the SDK's retry and the writes after
+	// it; the claim outlives it, so a live attempt is never taken over, and
+	// a waiting request plus a charge fit in the server's 30s write timeout.
+	chargeTimeout := cfg.StripeTimeout + 5*time.Second
 	svc := &domain.Service{
-		Orders:   st.Orders,
-		Payments: st.Payments,
-		Charger:  stripe.New(cfg.StripeKey, cfg.StripeAPIBase, cfg.StripeTimeout),
-		Log:      log,
-		// The charge (SDK retry included) and the writes after it finish
-		// well within the lease, so a live attempt is never taken over.
-		Lease:          3*cfg.StripeTimeout + 10*time.Second,
+		Orders:         st.Orders,
+		Payments:       st.Payments,
+		Charger:        stripe.New(cfg.StripeKey, cfg.StripeAPIBase, cfg.StripeTimeout),
+		Log:            log,
+		Lease:          2 * chargeTimeout,
 		WaitInProgress: cfg.InProgressWait,
-		ChargeTimeout:  2*cfg.StripeTimeout + 5*time.Second,
+		ChargeTimeout:  chargeTimeout,
 	}
 	lst := listener.New(st.Orders, cfg.GapWait)
 	if err := lst.Subscribe(conn, cfg.AckWait, events.Logging(log)); err != nil {
