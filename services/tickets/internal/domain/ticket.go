@@ -116,8 +116,9 @@ var ErrUnchanged = errors.New("domain: nothing changed")
 var ErrHeldByOther = errors.New("domain: ticket is held by another order")
 
 // ErrNotYetReserved: an order:cancelled for an order that neither holds the
-// ticket nor ever released it, i.e. its order:created has not been applied
-// yet (every cancellation follows a creation); the event must wait for it.
+// ticket nor ever released it: usually its order:created has not been
+// applied yet (every cancellation follows a creation), so the event waits
+// for it; if it never comes, ReleaseUnseen records the cancellation.
 var ErrNotYetReserved = errors.New("domain: the order has not reserved the ticket yet")
 
 // Reserve lets order orderID hold the ticket. A duplicate (already held by
@@ -151,10 +152,29 @@ func (t *Ticket) Release(orderID string) error {
 		return ErrNotYetReserved
 	}
 	t.OrderID = ""
+	t.remember(orderID)
+	return nil
+}
+
+func (t *Ticket) remember(orderID string) {
 	t.Released = append(t.Released, orderID)
 	if n := len(t.Released); n > MaxReleased {
 		t.Released = append([]string(nil), t.Released[n-MaxReleased:]...)
 	}
+}
+
+// ReleaseUnseen records the cancellation of an order whose order:created
+// this ticket has not seen (it is late, or will never apply because another
+// order holds the ticket): the order is remembered as released, so its
+// creation, should it arrive, is stale and never reserves the ticket. This
+// is bookkeeping, not a change of the ticket: the store writes it without a
+// new version or event. If the order holds the ticket by now, it is
+// released as usual.
+func (t *Ticket) ReleaseUnseen(orderID string) error {
+	if err := t.Release(orderID); !errors.Is(err, ErrNotYetReserved) {
+		return err
+	}
+	t.remember(orderID)
 	return nil
 }
 

@@ -167,6 +167,34 @@ func TestReserveRelease(t *testing.T) {
 	}
 }
 
+func TestReleaseUnseen(t *testing.T) {
+	var tk Ticket
+	if err := tk.Reserve("B"); err != nil {
+		t.Fatal(err)
+	}
+	// A's cancellation while B holds the ticket and A was never seen.
+	if err := tk.ReleaseUnseen("A"); err != nil || tk.OrderID != "B" {
+		t.Fatalf("ReleaseUnseen(A) = %v, orderId %q", err, tk.OrderID)
+	}
+	if err := tk.ReleaseUnseen("A"); !errors.Is(err, ErrUnchanged) {
+		t.Fatalf("second ReleaseUnseen(A) = %v, want ErrUnchanged", err)
+	}
+	// A's late creation is stale, even once the ticket is free.
+	if err := tk.Release("B"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.Reserve("A"); !errors.Is(err, ErrUnchanged) || tk.Reserved() {
+		t.Fatalf("Reserve(A) after its cancellation = %v, orderId %q", err, tk.OrderID)
+	}
+	// An order holding the ticket by now is released as usual.
+	if err := tk.Reserve("C"); err != nil {
+		t.Fatal(err)
+	}
+	if err := tk.ReleaseUnseen("C"); err != nil || tk.Reserved() {
+		t.Fatalf("ReleaseUnseen(C) of the holder = %v, orderId %q", err, tk.OrderID)
+	}
+}
+
 func TestReleasedIsBounded(t *testing.T) {
 	var tk Ticket
 	for i := 0; i < MaxReleased+10; i++ {

@@ -9,7 +9,11 @@
 // released it (domain.Ticket.Reserve/Release). An event that arrives before
 // the one it depends on (order B's creation while order A, cancelled, still
 // holds the ticket; a cancellation before its creation) waits for it in an
-// inorder.Gate, and after the gate's wait falls back to redelivery.
+// inorder.Gate. A creation that waits in vain falls back to redelivery. A
+// cancellation whose creation does not come within the wait is recorded
+// without it (domain.Ticket.ReleaseUnseen): the creation, late or stuck
+// behind another order's hold, is then stale, and no cancelled order can
+// end up holding a ticket, whatever the delivery order.
 package listeners
 
 import (
@@ -98,7 +102,12 @@ func (l *Listeners) OrderCreated(ctx context.Context, e events.OrderCreatedEvent
 
 // OrderCancelled frees the order's ticket if that order holds it.
 func (l *Listeners) OrderCancelled(ctx context.Context, e events.OrderCancelledEvent, _ *events.Msg) error {
-	return l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.Release(e.ID) })
+	err := l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.Release(e.ID) })
+	if errors.Is(err, inorder.ErrGap) {
+		l.log.InfoContext(ctx, "order:cancelled without its order:created; recorded", "order", e.ID, "ticket", e.Ticket.ID)
+		err = l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.ReleaseUnseen(e.ID) })
+	}
+	return err
 }
 
 func (l *Listeners) apply(ctx context.Context, ticketID string, fn func(*domain.Ticket) error) error {

@@ -8,20 +8,27 @@
 // write and the publish therefore delays an event but never loses it.
 //
 // Concurrency: Update reads the ticket, runs the caller's closure on it and
-// writes back only if the version is still the one read (optimistic
-// concurrency, mongox.UpdateVersioned). When another writer got there first,
-// Update reads the new state and runs the closure again, up to maxAttempts
-// times: two concurrent edits both apply, in turn, with distinct versions,
-// and neither is lost. A caller that must not overwrite a change it has not
-// seen (an HTTP client sending the version it edited) checks the version in
-// its closure (domain.Ticket.ExpectVersion), which then answers 409 on the
-// re-run.
+// writes back only if the document's revision is still the one read (an
+// optimistic-concurrency check in the one conditional write). When another
+// writer got there first, Update reads the new state and runs the closure
+// again, up to maxAttempts times: two concurrent edits both apply, in turn,
+// with distinct versions, and neither is lost. A caller that must not
+// overwrite a change it has not seen (an HTTP client sending the version it
+// edited) checks the version in its closure (domain.Ticket.ExpectVersion),
+// which then answers 409 on the re-run.
+//
+// Revision and version: "rev" counts every write of the document and is the
+// concurrency token; "version" counts the changes of the ticket that the
+// other services see, each with its event. They differ only by bookkeeping
+// writes (an order remembered as released, domain.Ticket.ReleaseUnseen),
+// which change nothing the other services replicate and so publish nothing.
 package store
 
 import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -70,6 +77,7 @@ type doc struct {
 	Price    float64            `bson:"price"`
 	UserID   string             `bson:"userId"`
 	Version  int64              `bson:"version"`
+	Rev      int64              `bson:"rev"`
 	OrderID  string             `bson:"orderId"`
 	Released []string           `bson:"released,omitempty"`
 	Outbox   []outbox.Entry     `bson:"outbox,omitempty"`
@@ -151,7 +159,9 @@ func (s *Store) List(ctx context.Context, limit int) ([]domain.Ticket, error) {
 // as is and nothing is written; domain.ErrUnchanged is how fn says "nothing
 // to do" (the current ticket is returned with it). fn may run several times
 // (see the package doc), each time on a fresh copy; it may change the
-// title, price, order and released orders, nothing else.
+// title, price, order and released orders, nothing else. A change of the
+// released orders alone is bookkeeping: written without a new version or
+// event.
 func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) error) (domain.Ticket, error) {
 	oid, ok := mongox.ObjectID(id)
 	if !ok {
@@ -174,22 +184,31 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			return read, err
 		}
 		// What fn may not change stays as read.
-		t.ID, t.UserID, t.Version = read.ID, read.UserID, read.Version+1
-		entry, err := outbox.NewEntry(t.Updated())
-		if err != nil {
-			return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
+		t.ID, t.UserID, t.Version = read.ID, read.UserID, read.Version
+		update := bson.M{"$set": bson.M{"title": t.Title, "price": t.Price, "orderId": t.OrderID, "released": t.Released}}
+		inc := bson.M{"rev": int64(1)}
+		bookkeeping := t.Title == read.Title && t.Price == read.Price && t.OrderID == read.OrderID &&
+			!slices.Equal(t.Released, read.Released)
+		if !bookkeeping {
+			t.Version++
+			inc["version"] = int64(1)
+			entry, err := outbox.NewEntry(t.Updated())
+			if err != nil {
+				return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
+			}
+			update = outbox.Push(update, entry)
 		}
-		update := outbox.Push(bson.M{
-			"$set": bson.M{"title": t.Title, "price": t.Price, "orderId": t.OrderID, "released": t.Released},
-		}, entry)
-		err = mongox.UpdateVersioned(ctx, s.coll, oid, read.Version, update)
-		if apperr.Is(err, apperr.Conflict) {
-			continue // another writer won: re-run fn on what it wrote
-		}
+		update["$inc"] = inc
+		res, err := s.coll.UpdateOne(ctx, bson.M{"_id": oid, "rev": d.Rev}, update)
 		if err != nil {
 			return domain.Ticket{}, mongox.Classify(err)
 		}
-		s.notifyWritten(oid)
+		if res.MatchedCount == 0 {
+			continue // another writer won: re-run fn on what it wrote
+		}
+		if !bookkeeping {
+			s.notifyWritten(oid)
+		}
 		return t, nil
 	}
 	return domain.Ticket{}, apperr.New(apperr.Conflict, "The ticket is being changed by others; retry")

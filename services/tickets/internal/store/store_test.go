@@ -1,0 +1,233 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+
+	"go.mongodb.org/mongo-driver/bson"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/domain"
+	"github.com/ticketing-go/ticketing/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// notifications records Notify calls.
+type notifications struct {
+	mu  sync.Mutex
+	ids []any
+}
+
+func (n *notifications) Notify(id any) { n.mu.Lock(); n.ids = append(n.ids, id); n.mu.Unlock() }
+
+func (n *notifications) count() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.ids) }
+
+func MustOpenStore(tb testing.TB) (*Store, *notifications) {
+	tb.Helper()
+	n := &notifications{}
+	return New(testenv.MongoDatabase(tb), n), n
+}
+
+// pending returns the events waiting in the outbox of ticket id.
+func pending(t *testing.T, s *Store, id string) []events.TicketUpdated {
+	t.Helper()
+	oid, _ := mongox.ObjectID(id)
+	var d doc
+	if err := s.coll.FindOne(context.Background(), bson.M{"_id": oid}).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	var out []events.TicketUpdated
+	for _, e := range d.Outbox {
+		var ev events.TicketUpdated
+		if err := json.Unmarshal(e.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if (ev.Version == 0) != (e.Subject == string(events.SubjectTicketCreated)) {
+			t.Fatalf("entry %s carries version %d", e.Subject, ev.Version)
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func TestCreateGetList(t *testing.T) {
+	s, n := MustOpenStore(t)
+	ctx := context.Background()
+	a, err := s.Create(ctx, domain.Ticket{Title: "a", Price: 1, UserID: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.Create(ctx, domain.Ticket{Title: "b", Price: 2, UserID: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.count() != 2 {
+		t.Fatalf("Notify called %d times, want 2", n.count())
+	}
+	got, err := s.Get(ctx, a.ID)
+	if err != nil || got.Title != "a" || got.Version != 0 || got.UserID != "u" {
+		t.Fatalf("Get = %+v, %v", got, err)
+	}
+	for _, id := range []string{"nope", "0123456789abcdef01234567", ""} {
+		if _, err := s.Get(ctx, id); !apperr.Is(err, apperr.NotFound) {
+			t.Fatalf("Get(%q) = %v, want NotFound", id, err)
+		}
+	}
+	if evs := pending(t, s, a.ID); len(evs) != 1 || evs[0].Title != "a" || evs[0].ID != a.ID {
+		t.Fatalf("outbox of a = %+v", evs)
+	}
+	if _, err := s.Update(ctx, a.ID, func(t *domain.Ticket) error { return t.Reserve("o1") }); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, 10)
+	if err != nil || len(list) != 1 || list[0].ID != b.ID {
+		t.Fatalf("List = %+v, %v; want only b", list, err)
+	}
+}
+
+func TestUpdate(t *testing.T) {
+	s, n := MustOpenStore(t)
+	ctx := context.Background()
+	tk, _ := s.Create(ctx, domain.Ticket{Title: "a", Price: 1, UserID: "u"})
+
+	got, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error {
+		t.Title, t.Price = "b", 2
+		t.UserID, t.Version, t.ID = "thief", 99, "x" // not the closure's to change
+		return nil
+	})
+	if err != nil || got.Version != 1 || got.Title != "b" || got.UserID != "u" || got.ID != tk.ID {
+		t.Fatalf("Update = %+v, %v", got, err)
+	}
+	if stored, _ := s.Get(ctx, tk.ID); stored.Version != 1 || stored.UserID != "u" || stored.Title != "b" {
+		t.Fatalf("stored %+v", stored)
+	}
+
+	// Errors from the closure, ErrUnchanged included, write nothing.
+	boom := errors.New("boom")
+	before := n.count()
+	for _, want := range []error{boom, domain.ErrUnchanged} {
+		_, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Title = "lost"; return want })
+		if !errors.Is(err, want) {
+			t.Fatalf("Update = %v, want %v", err, want)
+		}
+	}
+	if stored, _ := s.Get(ctx, tk.ID); stored.Version != 1 || stored.Title != "b" {
+		t.Fatalf("a refused update was written: %+v", stored)
+	}
+	if n.count() != before {
+		t.Fatalf("Notify called for a refused update")
+	}
+	if _, err := s.Update(ctx, "bad", func(*domain.Ticket) error { return nil }); !apperr.Is(err, apperr.NotFound) {
+		t.Fatalf("Update(bad id) = %v", err)
+	}
+	if evs := pending(t, s, tk.ID); len(evs) != 2 || evs[1].Version != 1 || evs[1].Title != "b" {
+		t.Fatalf("outbox = %+v", evs)
+	}
+}
+
+// TestBookkeeping: a change of the released orders alone is written without
+// a new version or event, and still takes part in the concurrency control.
+func TestBookkeeping(t *testing.T) {
+	s, n := MustOpenStore(t)
+	ctx := context.Background()
+	tk, _ := s.Create(ctx, domain.Ticket{Title: "a", Price: 1, UserID: "u"})
+	notified := n.count()
+	got, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.ReleaseUnseen("A") })
+	if err != nil || got.Version != 0 {
+		t.Fatalf("Update = %+v, %v; want version 0", got, err)
+	}
+	stored, _ := s.Get(ctx, tk.ID)
+	if stored.Version != 0 || len(stored.Released) != 1 || stored.Released[0] != "A" {
+		t.Fatalf("stored %+v", stored)
+	}
+	if evs := pending(t, s, tk.ID); len(evs) != 1 || n.count() != notified {
+		t.Fatalf("bookkeeping published: outbox %+v, notified %d", evs, n.count()-notified)
+	}
+	// The late creation of A is stale now.
+	if _, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.Reserve("A") }); !errors.Is(err, domain.ErrUnchanged) {
+		t.Fatalf("Reserve(A) = %v, want ErrUnchanged", err)
+	}
+
+	// Racing: A's cancellation recorded against A's creation. Whatever the
+	// order, the ticket ends free (A never holds it, or holds it and is
+	// released), and never reserved by the cancelled order.
+	for i := range 10 {
+		tk, _ := s.Create(ctx, domain.Ticket{Title: "a", Price: 1, UserID: "u"})
+		order := fmt.Sprintf("order-%d", i)
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.ReleaseUnseen(order) })
+			if err != nil {
+				t.Errorf("ReleaseUnseen: %v", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			_, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.Reserve(order) })
+			if err != nil && !errors.Is(err, domain.ErrUnchanged) {
+				t.Errorf("Reserve: %v", err)
+			}
+		}()
+		wg.Wait()
+		got, _ := s.Get(ctx, tk.ID)
+		if got.Reserved() {
+			t.Fatalf("ticket held by cancelled order: %+v", got)
+		}
+		if evs := pending(t, s, tk.ID); len(evs) != int(got.Version)+1 {
+			t.Fatalf("version %d with %d events", got.Version, len(evs))
+		}
+	}
+}
+
+// TestConcurrentUpdates: racing writers all apply, each on its own version,
+// and the outbox holds their events in version order.
+func TestConcurrentUpdates(t *testing.T) {
+	const n = 12
+	s, _ := MustOpenStore(t)
+	ctx := context.Background()
+	tk, _ := s.Create(ctx, domain.Ticket{Title: "a", Price: 1, UserID: "u"})
+	var wg sync.WaitGroup
+	versions := make(chan int64, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			got, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Price = float64(i + 1); return nil })
+			if err != nil {
+				t.Errorf("Update: %v", err)
+				return
+			}
+			versions <- got.Version
+		}()
+	}
+	wg.Wait()
+	close(versions)
+	seen := map[int64]bool{}
+	for v := range versions {
+		if seen[v] {
+			t.Fatalf("version %d answered twice", v)
+		}
+		seen[v] = true
+	}
+	if len(seen) != n {
+		t.Fatalf("%d distinct versions, want %d", len(seen), n)
+	}
+	evs := pending(t, s, tk.ID)
+	if len(evs) != n+1 {
+		t.Fatalf("%d pending events, want %d", len(evs), n+1)
+	}
+	for i, ev := range evs {
+		if ev.Version != int64(i) {
+			t.Fatalf("outbox entry %d has version %d", i, ev.Version)
+		}
+	}
+}
