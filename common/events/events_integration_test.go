@@ -266,7 +266,9 @@ func TestPoisonErrorAndMaxDeliveriesGoToDeadLetter(t *testing.T) {
 	c := MustConnect(t, n)
 	dl := deadLetters(t, c)
 	var poisonCalls, failingCalls atomic.Int32
-	if err := c.Subscribe(Subscription{Subject: SubjectOrderCancelled, QueueGroup: "tickets-service", AckWait: time.Second},
+	// 2s: the dead-letter publish and the ack must beat AckWait even on a
+	// loaded machine, or the poison message is (rightly) handled twice.
+	if err := c.Subscribe(Subscription{Subject: SubjectOrderCancelled, QueueGroup: "tickets-service", AckWait: 2 * time.Second},
 		func(context.Context, *Msg) error {
 			poisonCalls.Add(1)
 			return Poison(errors.New("order references an unknown ticket"))
@@ -293,7 +295,7 @@ func TestPoisonErrorAndMaxDeliveriesGoToDeadLetter(t *testing.T) {
 	if n := failingCalls.Load(); n != 3 {
 		t.Fatalf("failing handler called %d times, want 3", n)
 	}
-	time.Sleep(1500 * time.Millisecond) // past one more AckWait: no further delivery
+	time.Sleep(2500 * time.Millisecond) // past one more AckWait: no further delivery
 	if n, p := failingCalls.Load(), poisonCalls.Load(); n != 3 || p != 1 {
 		t.Fatalf("calls after dead letter: failing %d, poison %d", n, p)
 	}
