@@ -237,7 +237,7 @@ func TestUndecodablePayloadGoesToDeadLetterAtOnce(t *testing.T) {
 	c := MustConnect(t, n)
 	dl := deadLetters(t, c)
 	var calls atomic.Int32
-	if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service", AckWait: time.Second},
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketCreated, QueueGroup: "orders-service", AckWait: 2 * time.Second},
 		Decode(func(context.Context, TicketCreated, *Msg) error { calls.Add(1); return nil })); err != nil {
 		t.Fatal(err)
 	}
@@ -257,7 +257,7 @@ func TestUndecodablePayloadGoesToDeadLetterAtOnce(t *testing.T) {
 	select {
 	case d := <-dl:
 		t.Fatalf("second dead letter: %+v", d)
-	case <-time.After(2 * time.Second):
+	case <-time.After(2500 * time.Millisecond):
 	}
 }
 
