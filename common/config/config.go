@@ -147,7 +147,13 @@ func MaskURL(v string) string {
 	if !ok {
 		return v
 	}
-	at := strings.LastIndex(rest, "@")
+	// The userinfo ends at the last '@' of the authority (which ends at the
+	// first '/', '?' or '#'); an '@' in the path or query is not a separator.
+	authority := rest
+	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+		authority = rest[:end]
+	}
+	at := strings.LastIndex(authority, "@")
 	if at < 0 {
 		return v
 	}
