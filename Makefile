@@ -12,8 +12,9 @@ MODULE_PKGS = $(shell go list -m -f '{{.Path}}/...')
 dev:
 	go run ./devstack
 
-## test: every test of every module, against real servers
+## test: every test of every module, against real servers (testenv-prepare prints the mode and readies the images)
 test:
+	go run ./testenv/cmd/testenv-prepare
 	go test -count=1 -timeout 20m $(MODULE_PKGS)
 
 ## lint: gofmt and go vet over every module

@@ -29,10 +29,19 @@
 //	func TestMain(m *testing.M) { testenv.Main(m) }
 //
 // so the shared servers are removed when the process ends. Containers carry
-// the label ticketing.testenv=1 (`make clean-containers` removes leftovers).
+// the label ticketing.testenv=1 (`make clean-containers` removes leftovers)
+// and the pid of their process: a process that dies past Main (a test
+// timeout panics) leaves them behind, and the next testenv process of the
+// machine removes them.
 // testenv sets TESTCONTAINERS_RYUK_DISABLED=true when it is unset: the Ryuk
 // reaper image cannot be pulled on machines without a registry.
 //
-// [BuildGoImage] and [SourceHash] are exported for other test modules (e2e)
-// that package Go binaries as images the same way.
+// [BuildGoImage], [SourceHash] and [Labels] are exported for other test
+// modules (e2e) that package Go binaries as images the same way.
+//
+// Cost on this machine (2 cores): a stand-in image is built in 2.5-6 s with
+// a warm Go build cache (2m50s for mongo-standin, 45 s for the NATS server
+// with a cold one), and reused in about 2 ms once tagged; a container starts
+// in about 0.4 s (NATS) and 1 s (mongo-standin); the in-process servers in
+// milliseconds.
 package testenv

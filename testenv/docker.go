@@ -158,10 +158,14 @@ func readDockerStream(r io.Reader) error {
 }
 
 // BuildGoImage returns tag, first building it if no image of that name
-// exists: the Go main package goPkg (an import path or a ./relative package,
-// resolved in workDir, typically [RepoRoot]) is compiled with CGO_ENABLED=0
-// -trimpath for linux and put alone into a FROM scratch image as
-// /<last element of goPkg>, its ENTRYPOINT. No CA certificates, no shell.
+// exists: the Go main package goPkg is compiled with CGO_ENABLED=0 -trimpath
+// for linux and put alone into a FROM scratch image as /<last element of
+// goPkg>, its ENTRYPOINT. No CA certificates, no shell.
+//
+// goPkg is an import path or a ./relative package, built with `go build` in
+// workDir (typically [RepoRoot], so the workspace's modules and versions
+// apply), or path@version, built with `go install` outside the workspace
+// (the module's own dependency versions; needs the module proxy or cache).
 //
 // The tag should change whenever the binary would (see [SourceHash]): an
 // existing tag is reused as it is. Builds are serialised across processes
@@ -189,13 +193,23 @@ func BuildGoImage(ctx context.Context, tag, goPkg, workDir string) (string, erro
 		return "", err
 	}
 	defer os.RemoveAll(dir)
-	name := path.Base(strings.TrimSuffix(goPkg, "/"))
+	pkg, version, _ := strings.Cut(goPkg, "@")
+	name := path.Base(strings.TrimSuffix(pkg, "/"))
 	if name == "." || name == "" {
 		name = "app"
 	}
-	cmd := exec.CommandContext(ctx, goBinary(), "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), goPkg)
+	env := append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=-buildvcs=false")
+	var cmd *exec.Cmd
+	if version == "" {
+		cmd = exec.CommandContext(ctx, goBinary(), "build", "-trimpath", "-ldflags=-s -w", "-o", filepath.Join(dir, name), goPkg)
+	} else {
+		// pkg@version: built with the dependency versions of its own go.mod,
+		// as upstream releases it, not those of the workspace.
+		cmd = exec.CommandContext(ctx, goBinary(), "install", "-trimpath", "-ldflags=-s -w", goPkg)
+		env = append(env, "GOWORK=off", "GOBIN="+dir)
+	}
 	cmd.Dir = workDir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS=-buildvcs=false")
+	cmd.Env = env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", goPkg, err, out)
 	}

@@ -102,7 +102,7 @@ func newMongo(ctx context.Context) (*mongoServer, error) {
 	req := testcontainers.ContainerRequest{
 		Image:        img,
 		ExposedPorts: []string{"27017/tcp"},
-		Labels:       map[string]string{LabelKey: "1"},
+		Labels:       Labels(),
 		// Both mongod and mongo-standin log this once they accept clients.
 		WaitingFor: wait.ForLog("Waiting for connections").WithStartupTimeout(2 * time.Minute),
 	}

@@ -25,7 +25,7 @@ const ClusterID = "ticketing"
 const (
 	DefaultNATSImage = "nats-streaming:0.25.6"
 	NATSStandinImage = "ticketing-testenv/nats-streaming:0.25.6"
-	natsServerPkg    = "github.com/nats-io/nats-streaming-server"
+	natsServerPkg    = "github.com/nats-io/nats-streaming-server@v0.25.6"
 )
 
 // NATS holds the connection details of a NATS Streaming server for one test.
@@ -235,7 +235,7 @@ func startNATSContainer(ctx context.Context, img string, hostPort int) (*contain
 		Cmd: []string{"-cid", ClusterID, "-store", "file", "-dir", "/data", "--file_sync=false",
 			"-hbi", "5s", "-hbt", "5s", "-hbf", "2"},
 		ExposedPorts: []string{"4222/tcp"},
-		Labels:       map[string]string{LabelKey: "1"},
+		Labels:       Labels(),
 	}
 	if hostPort != 0 {
 		req.HostConfigModifier = func(hc *container.HostConfig) {

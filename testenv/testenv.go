@@ -19,7 +19,7 @@ const (
 	ModeEmbedded   = "embedded"
 )
 
-// LabelKey is set to "1" on every container testenv starts.
+// LabelKey is set to "1" on every container testenv starts (see [Labels]).
 const LabelKey = "ticketing.testenv"
 
 func init() {
@@ -76,6 +76,7 @@ func resolveMode() (string, error) {
 		}
 		if mode == ModeContainers && modeErr == nil {
 			fixContainerHost()
+			reapOrphans()
 		}
 		logf("mode %s", mode)
 	})
