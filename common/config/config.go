@@ -147,10 +147,10 @@ func MaskURL(v string) string {
 	if !ok {
 		return v
 	}
-	// The userinfo ends at the last '@' of the authority (which ends at the
-	// first '/', '?' or '#'); an '@' in the path or query is not a separator.
+	// The userinfo ends at the last '@' before the query: an '@' in the
+	// query is not a separator, while a password may hold an unencoded '/'.
 	authority := rest
-	if end := strings.IndexAny(rest, "/?#"); end >= 0 {
+	if end := strings.IndexAny(rest, "?#"); end >= 0 {
 		authority = rest[:end]
 	}
 	at := strings.LastIndex(authority, "@")
