@@ -158,6 +158,12 @@ func TestOutboxQueryShapes(t *testing.T) {
 			}
 			return outboxOf(withOutbox)
 		}, "v0: ticket:updated"},
+		{"updateOne $pullAll {outbox: [entries as read]}", true, func() (string, error) {
+			if _, err := coll.UpdateOne(ctx, bson.M{"_id": withOutbox}, bson.M{"$pullAll": bson.M{"outbox": bson.A{e1, e2}}}); err != nil {
+				return "", err
+			}
+			return outboxOf(withOutbox)
+		}, "v0:"},
 		{"updateOne $pop {outbox: -1} (remove the first)", false, func() (string, error) {
 			if _, err := coll.UpdateOne(ctx, bson.M{"_id": withOutbox}, bson.M{"$pop": bson.M{"outbox": -1}}); err != nil {
 				return "", err
