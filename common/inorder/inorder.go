@@ -68,6 +68,8 @@ type key struct {
 	// versions below n-1 instead of querying the store on each.
 	applied int64
 	known   bool
+	// versions waiting on the key in this process (ApplyVersion only)
+	waiting map[int64]int
 }
 
 // Option configures a Gate.
@@ -113,6 +115,16 @@ func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try fu
 func (g *Gate) apply(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
 	ent := g.acquire(k)
 	defer g.release(k, ent)
+	registered := false
+	defer func() {
+		if registered {
+			g.mu.Lock()
+			if ent.waiting[version]--; ent.waiting[version] <= 0 {
+				delete(ent.waiting, version)
+			}
+			g.mu.Unlock()
+		}
+	}()
 	deadline := time.NewTimer(g.maxWait)
 	defer deadline.Stop()
 	poll := time.NewTimer(g.poll)
@@ -135,6 +147,15 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		default:
 			return errors.New("inorder: try returned an unknown outcome")
 		}
+		if !registered && version >= 0 {
+			registered = true
+			g.mu.Lock()
+			if ent.waiting == nil {
+				ent.waiting = map[int64]int{}
+			}
+			ent.waiting[version]++
+			g.mu.Unlock()
+		}
 		pollAt := g.arm(poll, g.pollDelay(ent, version))
 	wait:
 		for {
@@ -147,7 +168,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 				if !skip {
 					break wait
 				}
-				// Closer to the head now: poll sooner (never later).
+				// Maybe the lowest waiter now: poll sooner (never later).
 				if d := g.pollDelay(ent, version); time.Now().Add(d).Before(pollAt) {
 					pollAt = g.arm(poll, d)
 				}
@@ -162,19 +183,24 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 	}
 }
 
-// pollDelay is the poll interval times the number of versions still missing
-// before this one as far as this process knows (at most 4): the waiter
-// right behind the gap polls fast for a predecessor applied elsewhere, the
-// ones further back poll less, so a long queue of waiters on one key does
-// not flood the store with reads.
+// pollDelay is the poll interval times one plus the number of lower
+// versions waiting on the key in this process (at most 4x): the lowest
+// waiter, the one a predecessor applied by another process unblocks next,
+// polls fast; the ones behind it poll less, so a long queue of waiters on
+// one key does not flood the store with reads.
 func (g *Gate) pollDelay(e *key, version int64) time.Duration {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if version <= 0 || !e.known {
+	if version < 0 {
 		return g.poll
 	}
-	d := version - 1 - e.applied
-	return g.poll * time.Duration(min(max(d, 1), 4))
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	rank := 0
+	for v := range e.waiting {
+		if v < version {
+			rank++
+		}
+	}
+	return g.poll * time.Duration(min(rank+1, 4))
 }
 
 // arm (re)starts t to fire after d and returns when.
