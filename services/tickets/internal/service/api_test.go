@@ -272,7 +272,7 @@ func TestUpdate(t *testing.T) {
 // edited, exactly one per version wins and the others get 409; without it,
 // each applies in turn on its own version and none is lost.
 func TestConcurrentUpdates(t *testing.T) {
-	const n = 10
+	const n = 30
 	e := MustStart(t, appOptions{})
 	race := func(t *testing.T, id string, withVersion bool) []response {
 		var wg sync.WaitGroup

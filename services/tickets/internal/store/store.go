@@ -46,9 +46,10 @@ import (
 const Collection = "tickets"
 
 // maxAttempts bounds how often Update re-runs its closure after losing a
-// race; each lost race means another writer succeeded, so this only runs out
-// under a storm of writes to one ticket, which then gets 409.
-const maxAttempts = 16
+// race; each lost race means another writer succeeded, so n concurrent
+// writers on one ticket all get through within n attempts, and only a
+// storm of more than maxAttempts of them gets 409s.
+const maxAttempts = 64
 
 // Notifier is told the id of every document written with a pending event
 // (an *outbox.Relay), so the event goes out at once instead of at the next poll.
@@ -222,7 +223,7 @@ func (s *Store) notifyWritten(id primitive.ObjectID) {
 
 // backoff waits a little, randomised so that racing writers spread out.
 func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(1+rand.IntN(2*attempt)) * time.Millisecond
+	d := time.Duration(1+rand.IntN(2*min(attempt, 10))) * time.Millisecond
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
