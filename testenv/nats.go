@@ -185,6 +185,9 @@ func (s *embeddedNATS) start(ctx context.Context) error {
 	sOpts.ClientHBInterval = 5 * time.Second
 	sOpts.ClientHBTimeout = 5 * time.Second
 	sOpts.ClientHBFailCount = 2
+	// Every test has its own subject prefix, so a test process opens many
+	// channels; the default limit (100) would refuse them.
+	sOpts.StoreLimits.MaxChannels = 0
 	nOpts := stand.DefaultNatsServerOptions
 	nOpts.Host = "127.0.0.1"
 	nOpts.Port = s.port
@@ -233,7 +236,8 @@ func startNATSContainer(ctx context.Context, img string, hostPort int) (*contain
 	req := testcontainers.ContainerRequest{
 		Image: img,
 		Cmd: []string{"-cid", ClusterID, "-store", "file", "-dir", "/data", "--file_sync=false",
-			"-hbi", "5s", "-hbt", "5s", "-hbf", "2"},
+			"-hbi", "5s", "-hbt", "5s", "-hbf", "2",
+			"-mc", "0"}, // unlimited channels: every test has its own subject prefix
 		ExposedPorts: []string{"4222/tcp"},
 		Labels:       Labels(),
 	}

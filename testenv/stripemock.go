@@ -44,7 +44,10 @@ func StripeMock(tb testing.TB) string {
 		tb.Fatalf("testenv: stripe-mock: %v", err)
 	}
 	var out bytes.Buffer
-	cmd := exec.Command(files.bin, "-http-addr", "127.0.0.1:"+strconv.Itoa(port), "-fixtures", files.fixtures)
+	cmd := exec.Command(files.bin, "-http-addr", "127.0.0.1:"+strconv.Itoa(port),
+		// stripe-mock also opens HTTPS on :12112 unless told otherwise; a
+		// fixed port would clash between test processes running at once.
+		"-https-addr", "127.0.0.1:0", "-fixtures", files.fixtures)
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlive the test process
 	if err := cmd.Start(); err != nil {

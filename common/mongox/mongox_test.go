@@ -195,3 +195,25 @@ func TestIsDuplicateKey(t *testing.T) {
 		t.Fatal("IsDuplicateKey on other errors")
 	}
 }
+
+// A service creates its indexes at every start; the second start must not
+// fail (FerretDB v1.24 crashes on a createIndexes naming several existing
+// indexes, which is why EnsureIndexes sends them one at a time).
+func TestEnsureIndexesTwice(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("things")
+	models := []mongo.IndexModel{
+		{Keys: bson.D{{Key: "a", Value: 1}}, Options: options.Index().SetUnique(true)},
+		{Keys: bson.D{{Key: "b", Value: 1}, {Key: "c", Value: -1}}},
+	}
+	for i := 0; i < 2; i++ {
+		if err := mongox.EnsureIndexes(context.Background(), coll, models...); err != nil {
+			t.Fatalf("start %d: %v", i+1, err)
+		}
+	}
+	if _, err := coll.InsertOne(context.Background(), bson.M{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coll.InsertOne(context.Background(), bson.M{"a": 1}); !mongox.IsDuplicateKey(err) {
+		t.Fatalf("unique index not in force: %v", err)
+	}
+}

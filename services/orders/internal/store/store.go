@@ -72,12 +72,12 @@ func (s *Store) Orders() *mongo.Collection { return s.orders }
 // EnsureIndexes creates the indexes the store relies on; the unique index
 // on reservation is what prevents double booking, so a failure is fatal.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
-	_, err := s.orders.Indexes().CreateMany(ctx, []mongo.IndexModel{
-		{Keys: bson.D{{Key: "reservation", Value: 1}}, Options: options.Index().SetUnique(true).SetName("reservation_unique")},
-		{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "createdAt", Value: -1}}, Options: options.Index().SetName("user_created")},
-	})
+	err := mongox.EnsureIndexes(ctx, s.orders,
+		mongo.IndexModel{Keys: bson.D{{Key: "reservation", Value: 1}}, Options: options.Index().SetUnique(true).SetName("reservation_unique")},
+		mongo.IndexModel{Keys: bson.D{{Key: "userId", Value: 1}, {Key: "createdAt", Value: -1}}, Options: options.Index().SetName("user_created")},
+	)
 	if err != nil {
-		return fmt.Errorf("store: create order indexes: %w", mongox.Classify(err))
+		return fmt.Errorf("store: create order indexes: %w", err)
 	}
 	return nil
 }
