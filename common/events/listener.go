@@ -231,7 +231,9 @@ func (s *subscriber) handle(raw *stan.Msg) {
 	if m.Redelivered {
 		redelivered.WithLabelValues(subject).Inc()
 	}
+	start := time.Now()
 	err := s.call(m)
+	handleSeconds.WithLabelValues(subject).Observe(time.Since(start).Seconds())
 	result := "ack"
 	switch {
 	case err == nil:

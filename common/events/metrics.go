@@ -19,6 +19,11 @@ var (
 		Name: "events_redelivered_total",
 		Help: "Deliveries the server marked as redelivered.",
 	}, []string{"subject"})
+	handleSeconds = promauto.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "events_handle_seconds",
+		Help:    "Time a handler took per delivery (including waits for predecessors).",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"subject"})
 	deadLettered = promauto.NewCounterVec(prometheus.CounterOpts{
 		Name: "events_dead_lettered_total",
 		Help: "Messages given up on and published to the dead-letter subject.",
