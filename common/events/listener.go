@@ -149,27 +149,22 @@ type subscriber struct {
 	sem     chan struct{}
 
 	mu       sync.Mutex
-	sub      stan.Subscription
 	attempts map[uint64]int // deliveries seen here per sequence, when the server sends no count
 }
 
 // subscribe (re)creates the stan subscription on sc. The caller holds conn.mu.
 func (s *subscriber) subscribe(sc stan.Conn) error {
 	subject := s.conn.cfg.SubjectPrefix + string(s.spec.Subject)
-	sub, err := sc.QueueSubscribe(subject, s.spec.QueueGroup, s.deliver,
+	// The stan subscription needs no handle: Close of the connection ends it
+	// and keeps the durable queue group.
+	_, err := sc.QueueSubscribe(subject, s.spec.QueueGroup, s.deliver,
 		stan.DurableName(s.spec.QueueGroup),
 		stan.DeliverAllAvailable(),
 		stan.SetManualAckMode(),
 		stan.AckWait(s.spec.AckWait),
 		stan.MaxInflight(s.spec.MaxInflight),
 	)
-	if err != nil {
-		return err
-	}
-	s.mu.Lock()
-	s.sub = sub
-	s.mu.Unlock()
-	return nil
+	return err
 }
 
 // deliver is stan's callback; it hands each message to its own goroutine
