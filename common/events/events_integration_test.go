@@ -370,17 +370,6 @@ func TestGracefulCloseFreesClientIDAtOnce(t *testing.T) {
 	}
 }
 
-func TestPublishHonoursContext(t *testing.T) {
-	n := testenv.NATSStreaming(t)
-	c := MustConnect(t, n)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	err := c.Publish(ctx, TicketCreated{})
-	if err != nil && !apperr.Is(err, apperr.Unavailable) {
-		t.Fatalf("Publish with a cancelled context = %v, want nil (already acked) or unavailable", err)
-	}
-}
-
 func TestReconnectAfterServerRestart(t *testing.T) {
 	srv := testenv.DedicatedNATS(t)
 	c := MustConnect(t, srv.NATS, func(c *Config) { c.PingInterval = time.Second; c.PingMaxOut = 2; c.PubAckWait = 2 * time.Second })
