@@ -141,6 +141,45 @@ func TestUpdateVersioned(t *testing.T) {
 	}
 }
 
+// UpdateCounted guards on and increments the field it is given, leaves
+// the rest (here the replicated version) to the update and does not modify
+// the update.
+func TestUpdateCounted(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("things")
+	ctx := context.Background()
+	id := primitive.NewObjectID()
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "rev": int64(4), "version": int64(1)}); err != nil {
+		t.Fatal(err)
+	}
+	update := bson.M{"$set": bson.M{"title": "x"}, "$inc": bson.M{"version": int64(1)}}
+	ok, err := mongox.UpdateCounted(ctx, coll, id, "rev", 4, update)
+	if err != nil || !ok {
+		t.Fatalf("update on the current rev = %v, %v", ok, err)
+	}
+	if inc := update["$inc"].(bson.M); len(inc) != 1 || len(update) != 2 {
+		t.Fatalf("the caller's update was modified: %v", update)
+	}
+	var doc struct {
+		Rev, Version int64
+		Title        string
+	}
+	if err := coll.FindOne(ctx, bson.M{"_id": id}).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Rev != 5 || doc.Version != 2 || doc.Title != "x" {
+		t.Fatalf("after update: %+v", doc)
+	}
+	for _, tc := range []struct {
+		name string
+		id   any
+		rev  int64
+	}{{"stale rev", id, 4}, {"missing document", primitive.NewObjectID(), 0}} {
+		if ok, err := mongox.UpdateCounted(ctx, coll, tc.id, "rev", tc.rev, update); ok || err != nil {
+			t.Errorf("%s: %v, %v; want not matched, no error", tc.name, ok, err)
+		}
+	}
+}
+
 // Of 30 concurrent updates on one version exactly one wins (the store
 // contract the services' optimistic concurrency depends on).
 func TestUpdateVersionedHasOneWinner(t *testing.T) {

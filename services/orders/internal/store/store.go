@@ -265,18 +265,18 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 				"status": string(o.Status), "version": o.Version, "expiresAt": o.ExpiresAt,
 				"reservation": reservation(o),
 			},
-			"$inc": bson.M{"rev": int64(1)},
 		}
 		// $push, never $set: the relay may be removing published entries meanwhile.
 		update = outbox.Push(update, entries...)
-		res, err := s.orders.UpdateOne(ctx, bson.M{"_id": d.ID, "rev": d.Rev}, update)
+		// Only if rev is still the one read (and rev+1 then).
+		written, err := mongox.UpdateCounted(ctx, s.orders, d.ID, "rev", d.Rev, update)
 		if err != nil {
 			if mongox.IsDuplicateKey(err) {
 				return domain.ErrTicketReserved
 			}
-			return mongox.Classify(err)
+			return err
 		}
-		if res.MatchedCount == 1 {
+		if written {
 			if len(entries) > 0 {
 				s.notify(d.ID)
 			}

@@ -187,24 +187,23 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 		// What fn may not change stays as read.
 		t.ID, t.UserID, t.Version = read.ID, read.UserID, read.Version
 		update := bson.M{"$set": bson.M{"title": t.Title, "price": t.Price, "orderId": t.OrderID, "released": t.Released}}
-		inc := bson.M{"rev": int64(1)}
 		bookkeeping := t.Title == read.Title && t.Price == read.Price && t.OrderID == read.OrderID &&
 			!slices.Equal(t.Released, read.Released)
 		if !bookkeeping {
 			t.Version++
-			inc["version"] = int64(1)
+			update["$inc"] = bson.M{"version": int64(1)}
 			entry, err := outbox.NewEntry(t.Updated())
 			if err != nil {
 				return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
 			}
 			update = outbox.Push(update, entry)
 		}
-		update["$inc"] = inc
-		res, err := s.coll.UpdateOne(ctx, bson.M{"_id": oid, "rev": d.Rev}, update)
+		// Only if rev is still the one read (and rev+1 then).
+		written, err := mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
 		if err != nil {
-			return domain.Ticket{}, mongox.Classify(err)
+			return domain.Ticket{}, err
 		}
-		if res.MatchedCount == 0 {
+		if !written {
 			continue // another writer won: re-run fn on what it wrote
 		}
 		if !bookkeeping {
