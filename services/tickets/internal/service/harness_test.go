@@ -84,6 +84,9 @@ func MustStartApp(tb testing.TB, db *mongo.Database, n natsTarget, o appOptions)
 	if err != nil {
 		tb.Fatalf("service.New: %v", err)
 	}
+	if err := svc.Store.EnsureIndexes(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	if o.noRelay {

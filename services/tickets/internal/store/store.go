@@ -27,6 +27,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"time"
@@ -69,6 +70,19 @@ func New(db *mongo.Database, n Notifier) *Store {
 
 // Coll is the tickets collection, for the outbox relay.
 func (s *Store) Coll() *mongo.Collection { return s.coll }
+
+// EnsureIndexes creates the index List reads through: the free tickets
+// ({orderId: ""}) newest first. Idempotent; run at every start.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	err := mongox.EnsureIndexes(ctx, s.coll, mongo.IndexModel{
+		Keys:    bson.D{{Key: "orderId", Value: 1}, {Key: "_id", Value: -1}},
+		Options: options.Index().SetName("orderId_id"),
+	})
+	if err != nil {
+		return fmt.Errorf("store: create ticket indexes: %w", err)
+	}
+	return nil
+}
 
 // doc is a ticket as stored. OrderID is "" (not absent) for a free ticket so
 // that the list query is a plain equality every MongoDB dialect agrees on.

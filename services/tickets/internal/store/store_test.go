@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 
@@ -32,7 +33,11 @@ func (n *notifications) count() int { n.mu.Lock(); defer n.mu.Unlock(); return l
 func MustOpenStore(tb testing.TB) (*Store, *notifications) {
 	tb.Helper()
 	n := &notifications{}
-	return New(testenv.MongoDatabase(tb), n), n
+	s := New(testenv.MongoDatabase(tb), n)
+	if err := s.EnsureIndexes(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	return s, n
 }
 
 // pending returns the events waiting in the outbox of ticket id.
@@ -89,6 +94,55 @@ func TestCreateGetList(t *testing.T) {
 	list, err := s.List(ctx, 10)
 	if err != nil || len(list) != 1 || list[0].ID != b.ID {
 		t.Fatalf("List = %+v, %v; want only b", list, err)
+	}
+}
+
+// The list index exists after every start (EnsureIndexes is idempotent),
+// and List through it still answers the free tickets newest first.
+func TestEnsureIndexesAndList(t *testing.T) {
+	s, _ := MustOpenStore(t) // the first start
+	ctx := context.Background()
+	if err := s.EnsureIndexes(ctx); err != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	specs, err := s.coll.Indexes().ListSpecifications(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, sp := range specs {
+		var keys bson.D
+		if err := bson.Unmarshal(sp.KeysDocument, &keys); err != nil {
+			t.Fatal(err)
+		}
+		if len(keys) == 2 && keys[0].Key == "orderId" && keys[1].Key == "_id" {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("no {orderId, _id} index among %v", specs)
+	}
+	var ids []string
+	for i := range 6 {
+		tk, err := s.Create(ctx, domain.Ticket{Title: fmt.Sprint("t", i), Price: 1, UserID: "u"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, tk.ID)
+	}
+	if _, err := s.Update(ctx, ids[4], func(t *domain.Ticket) error { return t.Reserve("o1") }); err != nil {
+		t.Fatal(err)
+	}
+	list, err := s.List(ctx, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, tk := range list {
+		got = append(got, tk.ID)
+	}
+	if want := []string{ids[5], ids[3], ids[2]}; !slices.Equal(got, want) {
+		t.Fatalf("List(3) = %v, want %v (free tickets, newest first)", got, want)
 	}
 }
 
