@@ -1,0 +1,10 @@
+// Package e2e holds the end-to-end and fault tests of the whole system: each
+// service built with CGO_ENABLED=0 into a FROM scratch image, run with the
+// MongoDB-protocol server and NATS Streaming (file store) as containers on
+// one Docker network (testcontainers-go), two replicas of tickets and of
+// orders. The tests drive the system over HTTP only and read the databases
+// only to check invariants. They need a Docker engine and are skipped
+// without one.
+//
+// E2E_SOAK sets the soak duration (default 20s; e.g. E2E_SOAK=2m).
+package e2e
