@@ -59,7 +59,7 @@ type Options struct {
 }
 
 type images struct {
-	mongo, nats                          string
+	mongo, nats                       string
 	auth, tickets, orders, expiration string
 }
 
@@ -159,9 +159,9 @@ func StartSystem(t *testing.T, o Options) *System {
 		"NATS_CLUSTER_ID":    "ticketing",
 		"NATS_PING_INTERVAL": "1s",
 		"NATS_PING_MAX_OUT":  "2",
-		"JWT_KEY":         jwtKey,
-		"COOKIE_SECURE":   "false",
-		"LOG_LEVEL":       envOr("E2E_LOG_LEVEL", "warn"),
+		"JWT_KEY":            jwtKey,
+		"COOKIE_SECURE":      "false",
+		"LOG_LEVEL":          envOr("E2E_LOG_LEVEL", "warn"),
 	}
 	env := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -522,7 +522,7 @@ func (s *System) Memory(n *Node) Memory {
 		s.t.Fatalf("stats %s: %v", n.Name, err)
 	}
 	rss := v.MemoryStats.Stats["rss"] + v.MemoryStats.Stats["mapped_file"] // cgroup v1
-	if a, ok := v.MemoryStats.Stats["anon"]; ok {                        // cgroup v2
+	if a, ok := v.MemoryStats.Stats["anon"]; ok {                          // cgroup v2
 		rss = a + v.MemoryStats.Stats["file_mapped"]
 	}
 	return Memory{RSSKB: int64(rss / 1024), PeakKB: int64(v.MemoryStats.MaxUsage / 1024), Source: "cgroup"}
