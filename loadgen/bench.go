@@ -36,6 +36,9 @@ func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error)
 		maxC = max(maxC, c)
 	}
 	b := &Bench{cfg: cfg, log: log, api: &API{Auth: cfg.AuthURL, Tickets: cfg.TicketsURL, Orders: cfg.OrdersURL, HC: NewHTTPClient(maxC)}}
+	if cfg.Direct && cfg.Procs == "" {
+		b.direct()
+	}
 	rctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	for _, u := range []string{cfg.AuthURL + "/api/users/currentuser", cfg.TicketsURL + "/api/tickets?limit=1"} {
@@ -71,6 +74,33 @@ func (b *Bench) Close() {
 	}
 	if b.mc != nil {
 		b.mc.Disconnect(context.Background())
+	}
+}
+
+// direct points the client straight at the service processes (their PORT),
+// skipping the dev stack's proxy, when they can be found.
+func (b *Bench) direct() {
+	procs, err := FindProcs(b.cfg.BinDir)
+	if err != nil {
+		return
+	}
+	for _, p := range procs {
+		port, ok := EnvOf(p.PID, "PORT")
+		if !ok {
+			continue
+		}
+		u := "http://127.0.0.1:" + port
+		switch p.Name {
+		case "auth":
+			b.api.Auth = u
+		case "tickets":
+			b.api.Tickets = u
+		case "orders":
+			b.api.Orders = u
+		default:
+			continue
+		}
+		b.log.Info("direct", "service", p.Name, "url", u)
 	}
 }
 
@@ -112,7 +142,7 @@ func (b *Bench) run(ctx context.Context, name string, c int, op Op) Summary {
 func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	cfg := b.cfg
 	r := &Report{StartedAt: time.Now(), Host: hostInfo(), Store: b.store(ctx),
-		Settings: Settings{Concurrency: cfg.Concurrency, RunSeconds: cfg.Run.Seconds(), Target: cfg.TicketsURL}}
+		Settings: Settings{Concurrency: cfg.Concurrency, RunSeconds: cfg.Run.Seconds(), Target: b.api.Tickets}}
 	procs, err := b.procs()
 	if err != nil {
 		return nil, err
@@ -144,7 +174,9 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 		add := func(name, floorName string, op, fop Op) {
+			b.settle(ctx, r)
 			fl := b.run(ctx, floorName, c, fop)
+			b.settle(ctx, r)
 			h := b.run(ctx, name, c, op)
 			r.Workloads = append(r.Workloads, Workload{Name: name, Concurrency: c, HTTP: h, FloorName: floorName, Floor: fl, Ratio: Ratio(h.RPS, fl.RPS)})
 		}
@@ -170,14 +202,20 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 			return b.api.CancelOrder(ctx, b.buyer, o.ID)
 		}, b.floor.OrderCycle)
 	}
-	pt, err := b.newTickets(ctx, 20, true)
-	if err != nil {
-		return nil, err
+	for _, rate := range cfg.Rates {
+		b.settle(ctx, r)
+		pt, err := b.newTickets(ctx, 20, true)
+		if err != nil {
+			return nil, err
+		}
+		p, err := RunPropagation(ctx, b.api, b.seller, b.replica, pt, rate, cfg.PropDuration)
+		if err != nil {
+			return nil, err
+		}
+		b.log.Info("propagation", "rate", rate, "p50ms", p.P50ms, "p99ms", p.P99ms, "unconverged", p.Unconverged)
+		r.Propagation = append(r.Propagation, *p)
 	}
-	if r.Propagation, err = RunPropagation(ctx, b.api, b.seller, b.replica, pt, cfg.Rate, cfg.PropDuration); err != nil {
-		return nil, err
-	}
-	b.log.Info("propagation", "p50ms", r.Propagation.P50ms, "p99ms", r.Propagation.P99ms, "unconverged", r.Propagation.Unconverged)
+	b.settle(ctx, r)
 	ct, err := b.newTickets(ctx, cfg.ConvRounds, true)
 	if err != nil {
 		return nil, err
@@ -190,6 +228,90 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	r.DurationS = time.Since(r.StartedAt).Round(time.Second).Seconds()
 	r.Evaluate()
 	return r, nil
+}
+
+// settle waits (at most 90 s) until no document of the service databases
+// has pending outbox entries and the orders replica holds every ticket at
+// its version, so that one run's event backlog does not slow the next.
+func (b *Bench) settle(ctx context.Context, r *Report) {
+	start := time.Now()
+	deadline := start.Add(90 * time.Second)
+	for {
+		n, err := b.backlog(ctx)
+		if err == nil && n == 0 {
+			var lag int
+			if lag, err = b.replicaLag(ctx); err == nil && lag > 0 {
+				n, err = int64(lag), fmt.Errorf("%d tickets behind in the orders replica", lag)
+			}
+		}
+		if err == nil && n == 0 {
+			if d := time.Since(start); d > time.Second {
+				b.log.Info("settled", "after", d.Round(time.Millisecond))
+			}
+			return
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			r.Notes = append(r.Notes, fmt.Sprintf("system not settled after %s: backlog %d (%v)", time.Since(start).Round(time.Second), n, err))
+			return
+		}
+		time.Sleep(50 * time.Millisecond) // poll interval
+	}
+}
+
+// replicaLag counts the tickets whose orders replica is missing or behind.
+func (b *Bench) replicaLag(ctx context.Context) (int, error) {
+	read := func(c *mongo.Collection) (map[any]int64, error) {
+		cur, err := c.Find(ctx, bson.M{}, options.Find().SetProjection(bson.M{"version": 1}))
+		if err != nil {
+			return nil, err
+		}
+		var docs []struct {
+			ID      any   `bson:"_id"`
+			Version int64 `bson:"version"`
+		}
+		if err := cur.All(ctx, &docs); err != nil {
+			return nil, err
+		}
+		m := make(map[any]int64, len(docs))
+		for _, d := range docs {
+			m[idString(d.ID)] = d.Version
+		}
+		return m, nil
+	}
+	src, err := read(b.tickets)
+	if err != nil {
+		return 0, err
+	}
+	rep, err := read(b.replica.Coll)
+	if err != nil {
+		return 0, err
+	}
+	lag := 0
+	for id, v := range src {
+		if rv, ok := rep[id]; !ok || rv < v {
+			lag++
+		}
+	}
+	return lag, nil
+}
+
+// backlog counts the documents with pending outbox entries.
+func (b *Bench) backlog(ctx context.Context) (int64, error) {
+	var total int64
+	for _, db := range []string{b.cfg.TicketsDB, b.cfg.OrdersDB, "expiration", "payments"} {
+		colls, err := b.mc.Database(db).ListCollectionNames(ctx, bson.M{})
+		if err != nil {
+			return 0, err
+		}
+		for _, c := range colls {
+			n, err := b.mc.Database(db).Collection(c).CountDocuments(ctx, bson.M{"outbox.0": bson.M{"$exists": true}})
+			if err != nil {
+				return 0, err
+			}
+			total += n
+		}
+	}
+	return total, nil
 }
 
 func (b *Bench) procs() ([]Proc, error) {

@@ -56,6 +56,7 @@ wait_http() {
 	done
 }
 
+mkdir -p "$BENCH_OUT"
 log "building the load generator"
 go build -o "$WORK/loadgen" ./loadgen
 
@@ -96,14 +97,15 @@ CREATE DATABASE ticketing_bench OWNER ticketing_bench;
 SQL
 	PG_URL="postgres://ticketing_bench:$PG_PASS@127.0.0.1:$PG_PORT/ticketing_bench"
 	log "starting the MongoDB stand-in (FerretDB, PostgreSQL backend) on :$MONGO_PORT"
-	"$WORK/loadgen" standin -addr "127.0.0.1:$MONGO_PORT" -postgresql-url "$PG_URL" >"$WORK/standin.log" 2>&1 &
+	go build -o "$WORK/mongo-standin" ./standin/cmd/mongo-standin
+	"$WORK/mongo-standin" -listen "127.0.0.1:$MONGO_PORT" -handler postgresql -postgresql-url "$PG_URL" >"$BENCH_OUT/standin.log" 2>&1 &
 	PIDS+=($!)
 	MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT"
+	"$WORK/loadgen" reset -mongo "$MONGO_URI" -wait 60s
 	STORE="MongoDB stand-in: FerretDB on PostgreSQL $PG_VER"
 fi
 
-log "building and starting the dev stack on :$PROXY_PORT (log: bench/out/devstack.log)"
-mkdir -p "$BENCH_OUT"
+log "building and starting the dev stack on :$PROXY_PORT (log: $BENCH_OUT/devstack.log)"
 go build -o "$WORK/devstack" ./devstack
 DEV_ADDR="127.0.0.1:$PROXY_PORT" DEV_DATA_DIR="$WORK/data" DEV_NATS_PORT=$NATS_PORT \
 	MONGO_URI="$MONGO_URI" STRIPE_KEY=${STRIPE_KEY:-sk_test_bench_unused} LOG_LEVEL=${LOG_LEVEL:-warn} \

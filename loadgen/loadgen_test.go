@@ -201,7 +201,7 @@ func sampleReport() *Report {
 			{Name: "GET /api/tickets/:id", Concurrency: 1, HTTP: Summary{Ops: 100, RPS: 900, P50ms: 1, P90ms: 1.5, P99ms: 3}, FloorName: "find by id", Floor: Summary{Ops: 100, RPS: 1000, P50ms: 0.9, P99ms: 2}, Ratio: 0.9},
 			{Name: "PUT /api/tickets/:id", Concurrency: 16, HTTP: Summary{Ops: 100, RPS: 300, P50ms: 40, P99ms: 120, Errors: 1}, FloorName: "cond. update+publish", Floor: Summary{Ops: 100, RPS: 500, P50ms: 30, P99ms: 90}, Ratio: 0.6},
 		},
-		Propagation: &Propagation{TargetRate: 200, Updates: 2000, P50ms: 3, P99ms: 8},
+		Propagation: []Propagation{{TargetRate: 20, Updates: 200, P50ms: 1, P99ms: 30}, {TargetRate: 200, Updates: 2000, P50ms: 3, P99ms: 8}},
 		Convergence: &Convergence{Updates: 30, Rounds: 5, P50ms: 4, MaxMs: 20},
 		RSS:         []ProcessRSS{{Name: "tickets", PID: 10, StartKB: 10000, PeakKB: 24000, EndKB: 20000}, {Name: "orders", PID: 11, EndKB: 30000}},
 		Counts:      []CollCount{{Database: "tickets", Collection: "tickets", Docs: 1234}},
@@ -222,7 +222,7 @@ func TestEvaluate(t *testing.T) {
 	if tg.RSSOK || tg.MaxServiceEndRSSB != 30000 {
 		t.Errorf("rss target %+v (orders ends at 29.3 MB)", tg)
 	}
-	r.Propagation.Unconverged = 1
+	r.Propagation[1].Unconverged = 1
 	r.Convergence.Failed = 1
 	r.Evaluate()
 	if r.Targets.PropagationP99OK || r.Targets.ConvergenceOK {
@@ -274,7 +274,7 @@ func TestRenderings(t *testing.T) {
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Workloads) != 2 || back.Workloads[1].HTTP.Errors != 1 || back.Propagation.P99ms != 8 || back.Targets.MinRatio != 0.6 {
+	if len(back.Workloads) != 2 || back.Workloads[1].HTTP.Errors != 1 || len(back.Propagation) != 2 || back.Propagation[1].P99ms != 8 || back.Targets.MinRatio != 0.6 {
 		t.Fatalf("JSON round trip: %+v", back)
 	}
 	dec := xml.NewDecoder(&svg)
@@ -294,5 +294,18 @@ func TestRenderings(t *testing.T) {
 	// background + 2 workloads x (HTTP, floor) + 2 legend boxes
 	if rects != 7 {
 		t.Errorf("SVG has %d rects, want 7", rects)
+	}
+}
+
+func TestLookupEnviron(t *testing.T) {
+	block := []byte("PATH=/bin\x00PORT=3000\x00EMPTY=\x00PORT=41234\x00")
+	if v, ok := LookupEnviron(block, "PORT"); !ok || v != "41234" {
+		t.Fatalf("PORT = %q %v, want the last assignment", v, ok)
+	}
+	if v, ok := LookupEnviron(block, "EMPTY"); !ok || v != "" {
+		t.Fatalf("EMPTY = %q %v", v, ok)
+	}
+	if _, ok := LookupEnviron(block, "PO"); ok {
+		t.Fatal("prefix must not match")
 	}
 }

@@ -34,13 +34,14 @@ type Config struct {
 	NATSURL, NATSCluster                    string
 	Concurrency                             []int
 	Run, Warmup                             time.Duration
-	Rate                                    int
 	PropDuration                            time.Duration
 	ConvRounds, ConvUpdates                 int
 	Procs                                   string
 	BinDir                                  string
 	OutDir                                  string
 	StoreLabel                              string
+	Direct                                  bool
+	Rates                                   []int
 }
 
 func env(name, def string) string {
@@ -88,7 +89,7 @@ func parseConfig(args []string) (Config, error) {
 	conc := fs.String("c", env("BENCH_CONCURRENCY", "1,16,64"), "concurrency levels")
 	fs.DurationVar(&c.Run, "d", durEnv("BENCH_RUN", 4*time.Second), "measured duration of each run")
 	fs.DurationVar(&c.Warmup, "warmup", durEnv("BENCH_WARMUP", 300*time.Millisecond), "unmeasured warm-up of each run")
-	fs.IntVar(&c.Rate, "rate", 200, "steady update rate of the propagation run (updates/s)")
+	rates := fs.String("rates", env("BENCH_RATES", "200,20"), "steady update rates of the propagation runs (updates/s)")
 	fs.DurationVar(&c.PropDuration, "prop-d", durEnv("BENCH_PROP", 10*time.Second), "duration of the propagation run")
 	fs.IntVar(&c.ConvRounds, "conv-rounds", 5, "convergence rounds")
 	fs.IntVar(&c.ConvUpdates, "conv-updates", 30, "rapid updates per convergence round")
@@ -96,6 +97,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.BinDir, "bin-dir", env("BENCH_BIN_DIR", ".data/bin"), "directory of the devstack's service binaries")
 	fs.StringVar(&c.OutDir, "out", env("BENCH_OUT", "bench/out"), "output directory")
 	fs.StringVar(&c.StoreLabel, "store", env("BENCH_STORE", "MongoDB-protocol server"), "label of the store in the report")
+	fs.BoolVar(&c.Direct, "direct", env("BENCH_VIA_PROXY", "") == "", "send requests straight to the service processes found in -bin-dir (their PORT), not through -base (BENCH_VIA_PROXY=1 turns it off)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -103,13 +105,16 @@ func parseConfig(args []string) (Config, error) {
 	if c.Concurrency, err = ParseConcurrency(*conc); err != nil {
 		return c, err
 	}
+	if c.Rates, err = ParseConcurrency(*rates); err != nil {
+		return c, fmt.Errorf("rates: %w", err)
+	}
 	for _, p := range []*string{&c.AuthURL, &c.TicketsURL, &c.OrdersURL} {
 		if *p == "" {
 			*p = c.BaseURL
 		}
 		*p = strings.TrimRight(*p, "/")
 	}
-	if c.Run <= 0 || c.Rate <= 0 || c.PropDuration <= 0 {
+	if c.Run <= 0 || c.PropDuration <= 0 {
 		return c, errors.New("durations and rate must be positive")
 	}
 	for _, u := range []string{c.AuthURL, c.TicketsURL, c.OrdersURL, c.MongoURI, c.NATSURL} {
@@ -162,6 +167,12 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, log *slog.Logger) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "reset":
+			return reset(ctx, args[1:])
+		}
+	}
 	cfg, err := parseConfig(args)
 	if err != nil {
 		return err

@@ -203,7 +203,7 @@ func RunPropagation(ctx context.Context, api *API, s *Session, rep Replica, tick
 		default:
 		}
 		if done && deadline.IsZero() {
-			deadline = time.Now().Add(10 * time.Second)
+			deadline = time.Now().Add(60 * time.Second)
 		}
 		if done && (pend.Left() == 0 || time.Now().After(deadline)) {
 			break
@@ -261,7 +261,7 @@ func RunConvergence(ctx context.Context, api *API, s *Session, rep Replica, tick
 			c.Failed++
 			continue
 		}
-		wctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		wctx, cancel := context.WithTimeout(ctx, 45*time.Second)
 		seen, err := rep.WaitVersion(wctx, t.ID, last.Version)
 		cancel()
 		if err != nil {

@@ -17,7 +17,7 @@ type Report struct {
 	Host        Host          `json:"host"`
 	Settings    Settings      `json:"settings"`
 	Workloads   []Workload    `json:"workloads"`
-	Propagation *Propagation  `json:"propagation,omitempty"`
+	Propagation []Propagation `json:"propagation,omitempty"`
 	Convergence *Convergence  `json:"convergence,omitempty"`
 	RSS         []ProcessRSS  `json:"rss"`
 	Counts      []CollCount   `json:"documentCounts"`
@@ -122,7 +122,7 @@ func (r *Report) Evaluate() {
 	if t.MinRatio < 0 {
 		t.MinRatio = 0
 	}
-	if p := r.Propagation; p != nil {
+	if p := r.targetPropagation(); p != nil {
 		t.PropagationP99OK = p.Updates > 0 && p.Unconverged == 0 && p.P99ms < 10
 	}
 	if c := r.Convergence; c != nil {
@@ -169,11 +169,14 @@ func (r *Report) tables() []table {
 			fmt.Sprint(w.HTTP.Errors), w.FloorName, f1(w.Floor.RPS), f2(w.Floor.P50ms), f2(w.Floor.P99ms), f2(w.Ratio)})
 	}
 	ts = append(ts, wl)
-	if p := r.Propagation; p != nil {
-		ts = append(ts, table{title: "Event propagation: PUT 200 -> orders replica holds that version",
-			head: []string{"target/s", "achieved/s", "tickets", "updates", "errors", "unconverged", "p50 ms", "p90 ms", "p99 ms", "max ms", "poll ms"},
-			rows: [][]string{{fmt.Sprint(p.TargetRate), f1(p.AchievedRate), fmt.Sprint(p.Tickets), fmt.Sprint(p.Updates), fmt.Sprint(p.Errors),
-				fmt.Sprint(p.Unconverged), f2(p.P50ms), f2(p.P90ms), f2(p.P99ms), f2(p.MaxMs), f2(p.PollMeanMs)}}})
+	if len(r.Propagation) > 0 {
+		pt := table{title: "Event propagation: PUT 200 -> orders replica holds that version",
+			head: []string{"target/s", "achieved/s", "tickets", "updates", "errors", "unconverged", "p50 ms", "p90 ms", "p99 ms", "max ms", "poll ms"}}
+		for _, p := range r.Propagation {
+			pt.rows = append(pt.rows, []string{fmt.Sprint(p.TargetRate), f1(p.AchievedRate), fmt.Sprint(p.Tickets), fmt.Sprint(p.Updates), fmt.Sprint(p.Errors),
+				fmt.Sprint(p.Unconverged), f2(p.P50ms), f2(p.P90ms), f2(p.P99ms), f2(p.MaxMs), f2(p.PollMeanMs)})
+		}
+		ts = append(ts, pt)
 	}
 	if c := r.Convergence; c != nil {
 		ts = append(ts, table{title: fmt.Sprintf("Convergence of %d rapid updates to one ticket", c.Updates),
@@ -193,11 +196,27 @@ func (r *Report) tables() []table {
 	t := r.Targets
 	ts = append(ts, table{title: "Targets", head: []string{"target", "measured", "met"}, rows: [][]string{
 		{"every HTTP workload >= 0.8x its floor", "min " + f2(t.MinRatio) + "x", yes(t.RatioOK)},
-		{"propagation p99 < 10 ms", propP99(r.Propagation), yes(t.PropagationP99OK)},
+		{"propagation p99 < 10 ms at 200 updates/s", propP99(r.targetPropagation()), yes(t.PropagationP99OK)},
 		{"30-update convergence < 100 ms", convMax(r.Convergence), yes(t.ConvergenceOK)},
 		{"each service < 25 MB RSS after the run", "max " + mb(t.MaxServiceEndRSSB) + " MB", yes(t.RSSOK)},
 	}})
 	return ts
+}
+
+// PropagationTargetRate is the rate the issue's propagation target is set at.
+const PropagationTargetRate = 200
+
+// targetPropagation is the run at PropagationTargetRate, else the first.
+func (r *Report) targetPropagation() *Propagation {
+	for i := range r.Propagation {
+		if r.Propagation[i].TargetRate == PropagationTargetRate {
+			return &r.Propagation[i]
+		}
+	}
+	if len(r.Propagation) > 0 {
+		return &r.Propagation[0]
+	}
+	return nil
 }
 
 func propP99(p *Propagation) string {
@@ -260,9 +279,9 @@ func (r *Report) WriteText(w io.Writer) {
 
 // WriteMarkdown writes the report as markdown tables.
 func (r *Report) WriteMarkdown(w io.Writer) {
-	fmt.Fprintf(w, "Run %s, %.0f s; store: %s %s; host: %d CPUs, %s, %s; concurrency %v, %.1f s per run.\n",
+	fmt.Fprintf(w, "Run %s, %.0f s; store: %s %s; host: %d CPUs, %s, %s; concurrency %v, %.1f s per run; tickets at %s.\n",
 		r.StartedAt.UTC().Format(time.RFC3339), r.DurationS, r.Store.Label, r.Store.Version, r.Host.CPUs, r.Host.OS, r.Host.Go,
-		r.Settings.Concurrency, r.Settings.RunSeconds)
+		r.Settings.Concurrency, r.Settings.RunSeconds, r.Settings.Target)
 	for _, t := range r.tables() {
 		fmt.Fprintf(w, "\n**%s**\n\n", t.title)
 		fmt.Fprintf(w, "| %s |\n", strings.Join(t.head, " | "))

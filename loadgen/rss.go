@@ -99,3 +99,24 @@ func FindProcs(dir string) ([]Proc, error) {
 	}
 	return ps, nil
 }
+
+// EnvOf returns the value of name in the environment of process pid.
+func EnvOf(pid int, name string) (string, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return "", false
+	}
+	return LookupEnviron(b, name)
+}
+
+// LookupEnviron finds name in a NUL-separated environment block (the last
+// assignment wins, as for exec).
+func LookupEnviron(block []byte, name string) (string, bool) {
+	val, found := "", false
+	for _, kv := range strings.Split(string(block), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok && k == name {
+			val, found = v, true
+		}
+	}
+	return val, found
+}
