@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/config"
+	"github.com/ticketing-go/ticketing/testenv/stripemock"
 )
 
 // DevJWTKey is the signing key used when JWT_KEY is not set. It is public
@@ -292,7 +293,7 @@ func (o *Options) stripe(ctx context.Context, svcs []Service, sup *supervisor) (
 	if cache == "" {
 		cache = o.DataDir
 	}
-	bin, fixtures, err := buildStripeMock(ctx, cache, o.Log)
+	sm, err := stripemock.Build(ctx, cache, o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("stripe-mock: %w", err)
 	}
@@ -301,9 +302,9 @@ func (o *Options) stripe(ctx context.Context, svcs []Service, sup *supervisor) (
 		return nil, err
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(port)
-	if err := sup.start("stripe-mock", o.Root, o.BaseEnv, bin, "-http-addr", addr,
+	if err := sup.start("stripe-mock", o.Root, o.BaseEnv, sm.Bin, "-http-addr", addr,
 		// Without this stripe-mock also serves HTTPS on :12112 on every interface.
-		"-https-addr", "127.0.0.1:", "-fixtures", fixtures); err != nil {
+		"-https-addr", "127.0.0.1:", "-fixtures", sm.Fixtures); err != nil {
 		return nil, err
 	}
 	o.Log.Info("stripe-mock started for payments (STRIPE_KEY not set)", "url", "http://"+addr)
