@@ -18,26 +18,10 @@ func startMongo(ctx context.Context, dir string, port int, log *slog.Logger) (st
 		SQLiteDir: dir,
 		// FerretDB warns about every command it does not implement (the
 		// driver's endSessions at each disconnect): errors only.
-		Log: slog.New(minLevel{log.Handler(), slog.LevelError}).With("component", "mongo-standin"),
+		Log: slog.New(standin.MinLevel(log.Handler(), slog.LevelError)).With("component", "mongo-standin"),
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("mongodb stand-in on port %d (another stack running? set DEV_MONGO_PORT or MONGO_URI): %w", port, err)
 	}
 	return srv.URI(), srv.Close, nil
 }
-
-// minLevel drops records below min.
-type minLevel struct {
-	slog.Handler
-	min slog.Level
-}
-
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= h.min && h.Handler.Enabled(ctx, l)
-}
-
-func (h minLevel) WithAttrs(a []slog.Attr) slog.Handler {
-	return minLevel{h.Handler.WithAttrs(a), h.min}
-}
-
-func (h minLevel) WithGroup(n string) slog.Handler { return minLevel{h.Handler.WithGroup(n), h.min} }

@@ -70,7 +70,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s := &Server{done: make(chan struct{})}
 	cfg := &ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
-		Logger:   slog.New(minLevel{log.Handler(), slog.LevelWarn}),
+		Logger:   slog.New(MinLevel(log.Handler(), slog.LevelWarn)),
 		Handler:  o.Handler,
 	}
 	switch o.Handler {
@@ -179,8 +179,11 @@ func uriHost(a net.Addr) string {
 	return net.JoinHostPort(ip.String(), fmt.Sprint(ta.Port))
 }
 
-// minLevel drops records below a level: FerretDB logs every connection at
-// info level.
+// MinLevel returns h without the records below min. The stand-in uses it
+// for FerretDB, which logs every connection at info level (and warns about
+// every command it does not implement).
+func MinLevel(h slog.Handler, min slog.Level) slog.Handler { return minLevel{h, min} }
+
 type minLevel struct {
 	slog.Handler
 	min slog.Level

@@ -1,9 +1,12 @@
 package standin
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -274,3 +277,14 @@ func putU32(b []byte, v uint32) {
 	b[0], b[1], b[2], b[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
 }
 func u32(v uint32) []byte { b := make([]byte, 4); putU32(b, v); return b }
+
+func TestMinLevel(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(MinLevel(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}), slog.LevelWarn)).
+		With("component", "x").WithGroup("g")
+	log.Info("dropped")
+	log.Warn("kept", "k", 1)
+	if out := buf.String(); strings.Contains(out, "dropped") || !strings.Contains(out, "kept") || !strings.Contains(out, "component=x") {
+		t.Fatalf("logged %q", out)
+	}
+}
