@@ -520,3 +520,33 @@ func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
 		}
 	}
 }
+
+// metricName matches the name in a prometheus.*Opts literal.
+var metricName = regexp.MustCompile(`Name:\s+"([a-z_:][a-z0-9_:]*)"`)
+
+func TestReadmeDocumentsMetrics(t *testing.T) {
+	run := readmeSection(t, "Run on Kubernetes")
+	found := 0
+	err := filepath.WalkDir(filepath.Join(root, "common"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
+			return err
+		}
+		src := readFile(t, path)
+		if !strings.Contains(src, `"github.com/prometheus/client_golang/prometheus"`) {
+			return nil
+		}
+		for _, m := range metricName.FindAllStringSubmatch(src, -1) {
+			found++
+			if !strings.Contains(run, "`"+m[1]+"`") && !strings.Contains(run, "`"+m[1]+"{") {
+				t.Errorf("%s defines metric %s; README \"Run on Kubernetes\" does not list it", path, m[1])
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found == 0 {
+		t.Error("no metric definitions found in common/")
+	}
+}
