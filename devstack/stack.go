@@ -293,7 +293,7 @@ func (o *Options) stripe(ctx context.Context, svcs []Service, sup *supervisor) (
 	if cache == "" {
 		cache = o.DataDir
 	}
-	sm, err := stripemock.Build(ctx, cache, o.Log)
+	sm, err := stripemock.Build(ctx, cache, "go", o.Log)
 	if err != nil {
 		return nil, fmt.Errorf("stripe-mock: %w", err)
 	}

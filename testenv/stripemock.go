@@ -94,5 +94,5 @@ func buildStripeMock(ctx context.Context) (stripemock.Files, error) {
 		return stripemock.Files{}, err
 	}
 	defer unlock()
-	return stripemock.Build(ctx, dir, slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "testenv"))
+	return stripemock.Build(ctx, dir, goBinary(), slog.New(slog.NewTextHandler(os.Stderr, nil)).With("component", "testenv"))
 }

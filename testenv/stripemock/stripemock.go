@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"time"
 )
 
@@ -23,14 +22,15 @@ const Version = "v0.203.0"
 type Files struct{ Bin, Fixtures string }
 
 // Build installs stripe-mock Version into cacheDir/stripe-mock-<Version>
-// and writes its fixtures there, unless both are there already. It does not
-// lock: callers that may build concurrently (parallel test processes)
-// serialise Build themselves. log may be nil.
+// with the go command goCmd ("go": the one on PATH) and writes its fixtures
+// there, unless both are there already. It does not lock: callers that may
+// build concurrently (parallel test processes) serialise Build themselves.
+// log may be nil.
 //
 // stripe-mock's bundled PaymentIntent fixture is in status
 // requires_payment_method, which a real confirmed charge never returns with
 // HTTP 200; the fixtures written here make it a succeeded PaymentIntent.
-func Build(ctx context.Context, cacheDir string, log *slog.Logger) (Files, error) {
+func Build(ctx context.Context, cacheDir, goCmd string, log *slog.Logger) (Files, error) {
 	dir := filepath.Join(cacheDir, "stripe-mock-"+Version)
 	files := Files{Bin: filepath.Join(dir, "stripe-mock"), Fixtures: filepath.Join(dir, "fixtures-succeeded.json")}
 	if exists(files.Bin) && exists(files.Fixtures) {
@@ -45,20 +45,20 @@ func Build(ctx context.Context, cacheDir string, log *slog.Logger) (Files, error
 	start := time.Now()
 	log.Info("building stripe-mock (once)", "version", Version, "into", dir)
 	mod := "github.com/stripe/stripe-mock@" + Version
-	goCmd := func(args ...string) *exec.Cmd {
-		cmd := exec.CommandContext(ctx, goBinary(), args...)
+	run := func(args ...string) *exec.Cmd {
+		cmd := exec.CommandContext(ctx, goCmd, args...)
 		// Outside the workspace: stripe-mock builds with its own go.mod.
 		cmd.Dir = dir
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOWORK=off", "CGO_ENABLED=0", "GOFLAGS=-mod=mod")
 		return cmd
 	}
-	if out, err := goCmd("install", mod).CombinedOutput(); err != nil {
+	if out, err := run("install", mod).CombinedOutput(); err != nil {
 		if ctx.Err() != nil {
 			return Files{}, ctx.Err()
 		}
 		return Files{}, fmt.Errorf("go install %s: %v\n%s", mod, err, out)
 	}
-	out, err := goCmd("mod", "download", "-json", mod).Output()
+	out, err := run("mod", "download", "-json", mod).Output()
 	if err != nil {
 		return Files{}, fmt.Errorf("go mod download %s: %v", mod, err)
 	}
@@ -102,14 +102,6 @@ func succeededFixtures(path string) ([]byte, error) {
 	pi["canceled_at"] = nil
 	pi["cancellation_reason"] = nil
 	return json.Marshal(doc)
-}
-
-// goBinary prefers the go command of the toolchain this was built with.
-func goBinary() string {
-	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); exists(p) {
-		return p
-	}
-	return "go"
 }
 
 func exists(p string) bool {

@@ -39,3 +39,31 @@ func TestSucceededFixtures(t *testing.T) {
 		t.Error("missing fixtures: no error")
 	}
 }
+
+// A cache that holds both files is used as it is: no go command runs.
+func TestBuildUsesCache(t *testing.T) {
+	cache := t.TempDir()
+	dir := filepath.Join(cache, "stripe-mock-"+Version)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"stripe-mock", "fixtures-succeeded.json"} {
+		if err := os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := Build(t.Context(), cache, filepath.Join(cache, "no-go-here"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files.Bin != filepath.Join(dir, "stripe-mock") || files.Fixtures != filepath.Join(dir, "fixtures-succeeded.json") {
+		t.Fatalf("files = %+v", files)
+	}
+	// Half a cache is rebuilt: here the missing go command says so.
+	if err := os.Remove(files.Fixtures); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Build(t.Context(), cache, filepath.Join(cache, "no-go-here"), nil); err == nil {
+		t.Fatal("Build with the fixtures missing and no go command: no error")
+	}
+}
