@@ -106,7 +106,8 @@ type harness struct {
 	pub    *events.Conn // the test's own connection: publishes order events, observes payment events
 }
 
-func mustStartPayments(tb testing.TB) *harness {
+// mustStartPayments starts the service; opts may change its Config.
+func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	tb.Helper()
 	m := testenv.Mongo(tb)
 	n := testenv.NATSStreaming(tb)
@@ -132,6 +133,9 @@ func mustStartPayments(tb testing.TB) *harness {
 		// Short, so the 409 case does not make the tests slow; still far
 		// longer than a charge through the proxy.
 		InProgressWait: 2 * time.Second,
+	}
+	for _, o := range opts {
+		o(&cfg)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
