@@ -35,6 +35,13 @@ type Listener struct {
 
 // New returns a Listener; maxWait is how long an event ahead of a gap waits
 // for its predecessor in this process before falling back to redelivery.
+//
+// The gate is used through Apply, not ApplyVersion: an order has at most two
+// replicated events (order:created, version 0, and the final
+// order:cancelled), so waking every waiter on a key is waking one; and a
+// cancellation waits for the creation, not for version-1 (ApplyCancelled
+// applies over any older version), which ApplyVersion's wake-up rule would
+// leave to the poll for a cancellation of version 2 or more.
 func New(replica Replica, maxWait time.Duration) *Listener {
 	return &Listener{replica: replica, gate: inorder.NewGate(maxWait)}
 }
