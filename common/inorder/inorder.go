@@ -112,6 +112,19 @@ func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try fu
 	return g.apply(ctx, k, version, try)
 }
 
+type predecessorKey struct{}
+
+// PredecessorApplied reports, inside the try of ApplyVersion, whether this
+// attempt follows this process applying the update's predecessor (version-1,
+// or a later version) on the key, so that a conditional write on top of the
+// predecessor will most likely match: try may then write at once instead of
+// reading first to see whether it is still ahead. A hint only; the
+// conditional write decides.
+func PredecessorApplied(ctx context.Context) bool {
+	v, _ := ctx.Value(predecessorKey{}).(bool)
+	return v
+}
+
 func (g *Gate) apply(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
 	ent := g.acquire(k)
 	defer g.release(k, ent)
@@ -134,8 +147,13 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		// try and our wait is not missed.
 		g.mu.Lock()
 		changed := ent.changed
+		likely := version > 0 && ent.known && ent.applied >= version-1
 		g.mu.Unlock()
-		out, err := try(ctx)
+		tctx := ctx
+		if likely {
+			tctx = context.WithValue(ctx, predecessorKey{}, true)
+		}
+		out, err := try(tctx)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -237,4 +238,49 @@ func sortedFrom1(vs []int64) bool {
 		}
 	}
 	return true
+}
+
+// PredecessorApplied is true exactly for attempts that follow this process
+// applying version-1 (or later) on the key.
+func TestPredecessorAppliedHint(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	r := &replica{}
+	var mu sync.Mutex
+	hints := map[int64][]bool{}
+	try := func(v int64) func(context.Context) (inorder.Outcome, error) {
+		inner := r.try(v)
+		return func(ctx context.Context) (inorder.Outcome, error) {
+			mu.Lock()
+			hints[v] = append(hints[v], inorder.PredecessorApplied(ctx))
+			mu.Unlock()
+			return inner(ctx)
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.ApplyVersion(context.Background(), "k", 2, try(2)) }()
+	for r.tries.Load() < 1 {
+		time.Sleep(time.Millisecond)
+	}
+	if err := g.ApplyVersion(context.Background(), "k", 1, try(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Apply(context.Background(), "k", try(3)); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	// 1: first on the key; 2: ahead on arrival, then retried after 1 was
+	// applied; 3: plain Apply knows no versions.
+	want := map[int64][]bool{1: {false}, 2: {false, true}, 3: {false}}
+	for v, w := range want {
+		if got := hints[v]; !slices.Equal(got, w) {
+			t.Errorf("version %d: hints %v, want %v", v, got, w)
+		}
+	}
+	if ctx := context.Background(); inorder.PredecessorApplied(ctx) {
+		t.Error("hint outside a gate")
+	}
 }
