@@ -349,7 +349,9 @@ func (s *Store) InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outc
 // The version is read first so that an update waiting for its predecessor
 // (inorder.Gate retries it) costs a read per attempt, not a write: writes
 // are serialised on the FerretDB stand-in. The read is only a hint; the
-// conditional write decides.
+// conditional write decides. When the gate says the predecessor was just
+// applied here (inorder.PredecessorApplied), the write goes first: in a run
+// of updates that is one round trip per version instead of two.
 func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder.Outcome, error) {
 	oid, ok := mongox.ObjectID(t.ID)
 	if !ok {
@@ -357,6 +359,20 @@ func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder
 	}
 	if t.Version < 1 {
 		return inorder.Stale, nil // version 0 is the ticket:created
+	}
+	apply := func() (bool, error) {
+		res, err := s.tickets.UpdateOne(ctx, bson.M{"_id": oid, "version": t.Version - 1},
+			bson.M{"$set": bson.M{"title": t.Title, "price": t.Price, "version": t.Version}})
+		if err != nil {
+			return false, mongox.Classify(err)
+		}
+		return res.MatchedCount == 1, nil
+	}
+	if inorder.PredecessorApplied(ctx) {
+		if applied, err := apply(); err != nil || applied {
+			return inorder.Applied, err
+		}
+		// Not on top of the predecessor after all: read to tell stale from ahead.
 	}
 	for {
 		var cur ticketDoc
@@ -371,12 +387,11 @@ func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder
 		case cur.Version < t.Version-1:
 			return inorder.Ahead, nil
 		}
-		res, err := s.tickets.UpdateOne(ctx, bson.M{"_id": oid, "version": t.Version - 1},
-			bson.M{"$set": bson.M{"title": t.Title, "price": t.Price, "version": t.Version}})
+		applied, err := apply()
 		if err != nil {
-			return 0, mongox.Classify(err)
+			return 0, err
 		}
-		if res.MatchedCount == 1 {
+		if applied {
 			return inorder.Applied, nil
 		}
 		// Someone applied this version (a duplicate delivery) in between: read again.

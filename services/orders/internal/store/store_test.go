@@ -230,8 +230,18 @@ func TestListByUserNewestFirst(t *testing.T) {
 	}
 }
 
+// The replica's outcomes are the same whether the update reads first or,
+// when the gate says its predecessor was just applied, writes first.
 func TestReplicaAppliesVersionsInOrder(t *testing.T) {
-	ctx := context.Background()
+	for name, ctx := range map[string]context.Context{
+		"read first":  context.Background(),
+		"write first": predecessorAppliedContext(t),
+	} {
+		t.Run(name, func(t *testing.T) { testReplicaAppliesVersionsInOrder(t, ctx) })
+	}
+}
+
+func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context) {
 	s, _ := MustOpenStore(t)
 	id := primitive.NewObjectID().Hex()
 	v := func(n int64) domain.Ticket { return domain.Ticket{ID: id, Title: "v", Price: float64(n), Version: n} }
@@ -265,4 +275,38 @@ func TestReplicaAppliesVersionsInOrder(t *testing.T) {
 	if _, err := s.ApplyTicketUpdate(ctx, domain.Ticket{ID: "bad", Version: 1}); !store.IsMalformed(err) {
 		t.Fatalf("malformed id: %v", err)
 	}
+}
+
+// predecessorAppliedContext returns the context an inorder.Gate hands to an
+// update it retries after applying the update's predecessor.
+func predecessorAppliedContext(tb testing.TB) context.Context {
+	tb.Helper()
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	var waiting atomic.Bool
+	got := make(chan context.Context, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- g.ApplyVersion(context.Background(), "k", 2, func(ctx context.Context) (inorder.Outcome, error) {
+			if inorder.PredecessorApplied(ctx) {
+				got <- ctx
+				return inorder.Applied, nil
+			}
+			waiting.Store(true)
+			return inorder.Ahead, nil
+		})
+	}()
+	for !waiting.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	if err := g.ApplyVersion(context.Background(), "k", 1, func(context.Context) (inorder.Outcome, error) { return inorder.Applied, nil }); err != nil {
+		tb.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+	ctx := <-got
+	if !inorder.PredecessorApplied(ctx) {
+		tb.Fatal("no hint")
+	}
+	return ctx
 }
