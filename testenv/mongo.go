@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -83,7 +84,7 @@ func newMongo(ctx context.Context) (*mongoServer, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 	defer cancel()
 	if m == ModeEmbedded {
-		dir, err := os.MkdirTemp("", "testenv-mongo-")
+		dir, err := os.MkdirTemp(scratchDir(), "testenv-mongo-")
 		if err != nil {
 			return nil, err
 		}
@@ -105,6 +106,12 @@ func newMongo(ctx context.Context) (*mongoServer, error) {
 		Labels:       Labels(),
 		// Both mongod and mongo-standin log this once they accept clients.
 		WaitingFor: wait.ForLog("Waiting for connections").WithStartupTimeout(2 * time.Minute),
+	}
+	if strings.HasPrefix(img, MongoStandinImageRepo+":") {
+		// The stand-in's SQLite files in memory: a test database outlives
+		// no container, and on disk every write waits for an fsync (an
+		// update took ~2 ms there, ~0.6 ms on tmpfs).
+		req.Tmpfs = map[string]string{"/data": "rw"}
 	}
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Started: true})
 	if err != nil {
@@ -177,4 +184,17 @@ func mongoImage(ctx context.Context) (string, error) {
 			return BuildGoImage(ctx, MongoStandinImageRepo+":"+h, mongoStandinPkg, root)
 		})
 	})
+}
+
+// scratchDir is where the embedded stand-in keeps its files: /dev/shm (in
+// memory, no fsync per write) when there is one, else the temp directory.
+func scratchDir() string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		if f, err := os.CreateTemp("/dev/shm", "testenv-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/dev/shm"
+		}
+	}
+	return ""
 }
