@@ -112,7 +112,13 @@ func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try fu
 	return g.apply(ctx, k, version, try)
 }
 
-type predecessorKey struct{}
+// attempt is what one call of try learns from and tells the gate.
+type attempt struct {
+	likely bool  // the predecessor was just applied in this process
+	seen   int64 // the version try found the record at (Seen), -1 if not told
+}
+
+type attemptKey struct{}
 
 // PredecessorApplied reports, inside the try of ApplyVersion, whether this
 // attempt follows this process applying the update's predecessor (version-1,
@@ -121,8 +127,21 @@ type predecessorKey struct{}
 // reading first to see whether it is still ahead. A hint only; the
 // conditional write decides.
 func PredecessorApplied(ctx context.Context) bool {
-	v, _ := ctx.Value(predecessorKey{}).(bool)
-	return v
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	return a != nil && a.likely
+}
+
+// Seen lets the try of ApplyVersion tell the gate the version it found the
+// record at when it reports Ahead (call it before try returns). While the
+// record moves between attempts (another process is applying its
+// predecessors) the lowest waiter polls five times as often as the poll
+// interval, so a run of updates split across processes is handed over
+// quickly; while it stands still (a real gap) polling stays at the normal
+// rate. Outside ApplyVersion it does nothing.
+func Seen(ctx context.Context, version int64) {
+	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
+		a.seen = version
+	}
 }
 
 func (g *Gate) apply(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
@@ -142,18 +161,15 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 	defer deadline.Stop()
 	poll := time.NewTimer(g.poll)
 	defer poll.Stop()
+	lastSeen := int64(-1)
 	for {
 		// Take the channel before trying, so an Apply finishing between our
 		// try and our wait is not missed.
 		g.mu.Lock()
 		changed := ent.changed
-		likely := version > 0 && ent.known && ent.applied >= version-1
+		att := &attempt{likely: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
 		g.mu.Unlock()
-		tctx := ctx
-		if likely {
-			tctx = context.WithValue(ctx, predecessorKey{}, true)
-		}
-		out, err := try(tctx)
+		out, err := try(context.WithValue(ctx, attemptKey{}, att))
 		if err != nil {
 			return err
 		}
@@ -174,7 +190,13 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 			ent.waiting[version]++
 			g.mu.Unlock()
 		}
-		pollAt := g.arm(poll, g.pollDelay(ent, version))
+		// The record moved since the last attempt: someone is applying
+		// predecessors, so look again soon.
+		moving := att.seen >= 0 && lastSeen >= 0 && att.seen > lastSeen
+		if att.seen >= 0 {
+			lastSeen = att.seen
+		}
+		pollAt := g.arm(poll, g.pollDelay(ent, version, moving))
 	wait:
 		for {
 			select {
@@ -186,8 +208,10 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 				if !skip {
 					break wait
 				}
-				// Maybe the lowest waiter now: poll sooner (never later).
-				if d := g.pollDelay(ent, version); time.Now().Add(d).Before(pollAt) {
+				// Maybe the lowest waiter now: poll sooner (never later);
+				// and an apply here means the record is moving.
+				moving = true
+				if d := g.pollDelay(ent, version, moving); time.Now().Add(d).Before(pollAt) {
 					pollAt = g.arm(poll, d)
 				}
 			case <-poll.C:
@@ -205,8 +229,9 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 // versions waiting on the key in this process (at most 4x): the lowest
 // waiter, the one a predecessor applied by another process unblocks next,
 // polls fast; the ones behind it poll less, so a long queue of waiters on
-// one key does not flood the store with reads.
-func (g *Gate) pollDelay(e *key, version int64) time.Duration {
+// one key does not flood the store with reads. The lowest waiter polls at a
+// fifth of the interval while the record is moving (see Seen).
+func (g *Gate) pollDelay(e *key, version int64, moving bool) time.Duration {
 	if version < 0 {
 		return g.poll
 	}
@@ -217,6 +242,9 @@ func (g *Gate) pollDelay(e *key, version int64) time.Duration {
 		if v < version {
 			rank++
 		}
+	}
+	if rank == 0 && moving {
+		return max(g.poll/5, time.Millisecond)
 	}
 	return g.poll * time.Duration(min(rank+1, 4))
 }

@@ -1,0 +1,46 @@
+package inorder
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// The lowest waiter polls at a fifth of the interval while the record is
+// moving; the ones behind it, and any waiter while nothing moves, at the
+// rank-based rate.
+func TestPollDelay(t *testing.T) {
+	g := NewGate(time.Minute, WithPoll(100*time.Millisecond))
+	e := &key{waiting: map[int64]int{5: 1, 6: 1, 7: 1, 9: 2}}
+	cases := []struct {
+		version int64
+		moving  bool
+		want    time.Duration
+	}{
+		{5, false, 100 * time.Millisecond},
+		{5, true, 20 * time.Millisecond},
+		{6, true, 200 * time.Millisecond},
+		{7, false, 300 * time.Millisecond},
+		{9, true, 400 * time.Millisecond},
+		{-1, true, 100 * time.Millisecond}, // Apply without versions
+	}
+	for _, c := range cases {
+		if got := g.pollDelay(e, c.version, c.moving); got != c.want {
+			t.Errorf("pollDelay(version %d, moving %v) = %v, want %v", c.version, c.moving, got, c.want)
+		}
+	}
+	if got := NewGate(time.Minute, WithPoll(2*time.Millisecond)).pollDelay(&key{}, 1, true); got != time.Millisecond {
+		t.Errorf("fast poll of a 2ms interval = %v, want the 1ms floor", got)
+	}
+}
+
+// Seen reaches the gate only through the context it gave try.
+func TestSeenRecordsTheVersion(t *testing.T) {
+	a := &attempt{seen: -1}
+	ctx := context.WithValue(context.Background(), attemptKey{}, a)
+	Seen(ctx, 7)
+	if a.seen != 7 {
+		t.Fatalf("seen = %d", a.seen)
+	}
+	Seen(context.Background(), 3) // outside a gate: nothing to record, no panic
+}
