@@ -385,6 +385,7 @@ func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder
 		case cur.Version >= t.Version:
 			return inorder.Stale, nil
 		case cur.Version < t.Version-1:
+			inorder.Seen(ctx, cur.Version) // the gate polls sooner while this moves
 			return inorder.Ahead, nil
 		}
 		applied, err := apply()
