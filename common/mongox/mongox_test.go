@@ -75,15 +75,9 @@ func TestClassify(t *testing.T) {
 }
 
 func TestConnectToNothingIsUnavailable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	_, _, err = mongox.Connect(ctx, "mongodb://"+addr+"/?serverSelectionTimeoutMS=500", "x")
+	_, _, err := mongox.Connect(ctx, testenv.UnreachableMongoURI(t), "x")
 	if !apperr.Is(err, apperr.Unavailable) {
 		t.Fatalf("Connect to a closed port = %v, want unavailable", err)
 	}

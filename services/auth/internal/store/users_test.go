@@ -5,9 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
-
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/services/auth/internal/domain"
 	"github.com/ticketing-go/ticketing/testenv"
@@ -59,14 +56,11 @@ func TestUsersCreateAndFind(t *testing.T) {
 func TestUsersUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
-	// Port 1 on localhost: nothing listens, connections are refused at once.
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI("mongodb://127.0.0.1:1/?directConnection=true").
-		SetServerSelectionTimeout(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
+	db := testenv.UnreachableMongoDatabase(t, "auth")
+	if _, err := NewUsers(ctx, db); !apperr.Is(err, apperr.Unavailable) {
+		t.Fatalf("open (index): %v, want Unavailable", err)
 	}
-	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	s := &Users{coll: c.Database("auth").Collection(Collection)}
+	s := &Users{coll: db.Collection(Collection)}
 	if _, err := s.ByEmailKey(ctx, "a@b.co"); !apperr.Is(err, apperr.Unavailable) {
 		t.Fatalf("find: %v, want Unavailable", err)
 	}

@@ -1,39 +1,24 @@
 package app_test
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson/primitive"
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/services/orders/internal/httpapi"
 	"github.com/ticketing-go/ticketing/services/orders/internal/store"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // TestDatabaseDown: while MongoDB cannot be reached, every route answers
 // 503 (retry later), never 500; input that is refused before any database
 // access still gets its 4xx.
 func TestDatabaseDown(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close() // nothing listens there now
-	client, err := mongo.Connect(context.Background(), options.Client().ApplyURI("mongodb://"+addr).
-		SetServerSelectionTimeout(300*time.Millisecond).SetConnectTimeout(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	srv := httptest.NewServer(httpapi.Handler(httpapi.Options{
-		Store: store.New(client.Database("orders"), nil), JWTKey: []byte(jwtKey), ExpirationWindow: time.Minute,
+		Store: store.New(testenv.UnreachableMongoDatabase(t, "orders"), nil), JWTKey: []byte(jwtKey), ExpirationWindow: time.Minute,
 	}))
 	t.Cleanup(srv.Close)
 

@@ -1,37 +1,19 @@
 package service_test
 
 import (
-	"context"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
-	"time"
-
-	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/services/tickets/internal/service"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // TestDatabaseDown: while MongoDB cannot be reached, every route answers
 // 503 with Retry-After (a clear "retry later"), never 500.
 func TestDatabaseDown(t *testing.T) {
-	// A port nothing listens on.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	client, err := mongo.Connect(context.Background(), options.Client().ApplyURI("mongodb://"+addr).
-		SetServerSelectionTimeout(300*time.Millisecond).SetConnectTimeout(300*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	conn := MustConnect(t, sharedNATS(t), "tickets-down")
-	svc, err := service.New(service.Deps{DB: client.Database("tickets"), Events: conn, Key: testKey})
+	svc, err := service.New(service.Deps{DB: testenv.UnreachableMongoDatabase(t, "tickets"), Events: conn, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
