@@ -61,7 +61,7 @@ func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error)
 		return nil, fmt.Errorf("nats streaming: %w", err)
 	}
 	b.sc = sc
-	b.floor = NewFloor(mc.Database(cfg.FloorDB).Collection("docs"), sc, "loadgen.floor")
+	b.floor = NewFloor(mc.Database(cfg.FloorDB).Collection("docs"), mc.Database(cfg.FloorDB).Collection("inserts"), sc, "loadgen.floor")
 	b.replica = Replica{Coll: mc.Database(cfg.OrdersDB).Collection(cfg.ReplicaColl)}
 	b.tickets = mc.Database(cfg.TicketsDB).Collection(cfg.TicketsColl)
 	return b, nil
@@ -175,6 +175,12 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 		}
 		add := func(name, floorName string, op, fop Op) {
 			b.settle(ctx, r)
+			// The floor's lookups scan as many documents as the service's.
+			if n, err := b.tickets.CountDocuments(ctx, bson.M{}); err == nil {
+				if err := b.floor.Pad(ctx, n); err != nil {
+					r.Notes = append(r.Notes, "floor padding: "+err.Error())
+				}
+			}
 			fl := b.run(ctx, floorName, c, fop)
 			b.settle(ctx, r)
 			h := b.run(ctx, name, c, op)
@@ -202,7 +208,17 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 			return b.api.CancelOrder(ctx, b.buyer, o.ID)
 		}, b.floor.OrderCycle)
 	}
-	for _, rate := range cfg.Rates {
+	// Convergence and the lower rates first: a rate the system cannot keep
+	// up with leaves a backlog behind.
+	b.settle(ctx, r)
+	ct, err := b.newTickets(ctx, cfg.ConvRounds, true)
+	if err != nil {
+		return nil, err
+	}
+	r.Convergence = RunConvergence(ctx, b.api, b.seller, b.replica, ct, cfg.ConvUpdates)
+	rates := append([]int(nil), cfg.Rates...)
+	sort.Ints(rates)
+	for _, rate := range rates {
 		b.settle(ctx, r)
 		pt, err := b.newTickets(ctx, 20, true)
 		if err != nil {
@@ -215,12 +231,6 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 		b.log.Info("propagation", "rate", rate, "p50ms", p.P50ms, "p99ms", p.P99ms, "unconverged", p.Unconverged)
 		r.Propagation = append(r.Propagation, *p)
 	}
-	b.settle(ctx, r)
-	ct, err := b.newTickets(ctx, cfg.ConvRounds, true)
-	if err != nil {
-		return nil, err
-	}
-	r.Convergence = RunConvergence(ctx, b.api, b.seller, b.replica, ct, cfg.ConvUpdates)
 	r.RSS = mon.Stop()
 	if r.Counts, err = b.counts(ctx); err != nil {
 		return nil, err
@@ -230,12 +240,12 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	return r, nil
 }
 
-// settle waits (at most 90 s) until no document of the service databases
+// settle waits (at most 45 s) until no document of the service databases
 // has pending outbox entries and the orders replica holds every ticket at
 // its version, so that one run's event backlog does not slow the next.
 func (b *Bench) settle(ctx context.Context, r *Report) {
 	start := time.Now()
-	deadline := start.Add(90 * time.Second)
+	deadline := start.Add(45 * time.Second)
 	for {
 		n, err := b.backlog(ctx)
 		if err == nil && n == 0 {
@@ -251,7 +261,11 @@ func (b *Bench) settle(ctx context.Context, r *Report) {
 			return
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
-			r.Notes = append(r.Notes, fmt.Sprintf("system not settled after %s: backlog %d (%v)", time.Since(start).Round(time.Second), n, err))
+			why := "documents with pending outbox entries"
+			if err != nil {
+				why = err.Error()
+			}
+			r.Notes = append(r.Notes, fmt.Sprintf("system not settled after %s: %d %s", time.Since(start).Round(time.Second), n, why))
 			return
 		}
 		time.Sleep(50 * time.Millisecond) // poll interval
@@ -326,7 +340,7 @@ func (b *Bench) store(ctx context.Context) Store {
 	var info bson.M
 	if err := b.mc.Database("admin").RunCommand(ctx, bson.M{"buildInfo": 1}).Decode(&info); err == nil {
 		s.Version = fmt.Sprint(info["version"])
-		if fv, ok := info["ferretdbVersion"]; ok {
+		if fv, ok := info["ferretdbVersion"]; ok && fmt.Sprint(fv) != "unknown" {
 			s.Version += " (FerretDB " + fmt.Sprint(fv) + ")"
 		}
 	}

@@ -13,8 +13,9 @@
 #   BENCH_BASE_URL=http://127.0.0.1:8080 BENCH_MONGO_URI=... BENCH_NATS_URL=... make bench
 #                                                      # an already running stack (no reset)
 #
-# Knobs (env): BENCH_RUN (4s per run), BENCH_CONCURRENCY (1,16,64),
-# BENCH_PROP (10s), BENCH_OUT (bench/out). Loopback only.
+# Knobs (env): BENCH_RUN (3s per run), BENCH_CONCURRENCY (1,16,64),
+# BENCH_RATES (200,20 updates/s), BENCH_PROP (5s each), BENCH_OUT (bench/out),
+# BENCH_VIA_PROXY=1 (through the proxy, not straight to the services). Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"

@@ -16,7 +16,8 @@ import (
 // Floor is what the services cannot beat on these servers: the raw driver
 // operations and the raw acknowledged publish each HTTP request stands on.
 type Floor struct {
-	coll    *mongo.Collection
+	coll    *mongo.Collection // documents found and updated, padded to the service's size
+	inserts *mongo.Collection // documents the insert floors create
 	sc      stan.Conn
 	subject string
 	docs    []floorDoc // one per worker
@@ -33,10 +34,11 @@ func floorPayload(id primitive.ObjectID, v int64) []byte {
 	return b
 }
 
-// NewFloor uses collection coll (its own database on the same server) and
-// the NATS Streaming connection sc.
-func NewFloor(coll *mongo.Collection, sc stan.Conn, subject string) *Floor {
-	return &Floor{coll: coll, sc: sc, subject: subject}
+// NewFloor uses the collections coll (found and updated documents) and
+// inserts (inserted ones) of its own database on the same server, and the
+// NATS Streaming connection sc.
+func NewFloor(coll, inserts *mongo.Collection, sc stan.Conn, subject string) *Floor {
+	return &Floor{coll: coll, inserts: inserts, sc: sc, subject: subject}
 }
 
 // Prepare gives each of n workers its own document and pads the
@@ -50,6 +52,11 @@ func (f *Floor) Prepare(ctx context.Context, n int, size int64) error {
 		}
 		f.docs[i] = floorDoc{id: id}
 	}
+	return f.Pad(ctx, size)
+}
+
+// Pad inserts filler documents until the collection holds size documents.
+func (f *Floor) Pad(ctx context.Context, size int64) error {
 	have, err := f.coll.CountDocuments(ctx, bson.M{})
 	if err != nil {
 		return err
@@ -76,7 +83,7 @@ func (f *Floor) publish(id primitive.ObjectID, v int64) error {
 // InsertPublish is the floor of POST /api/tickets: insert, then publish.
 func (f *Floor) InsertPublish(ctx context.Context, w int) error {
 	id := primitive.NewObjectID()
-	if _, err := f.coll.InsertOne(ctx, bson.M{"_id": id, "title": "floor ticket", "price": 20.0, "userId": "5f5e5e5e5e5e5e5e5e5e5e5e", "version": int64(0)}); err != nil {
+	if _, err := f.inserts.InsertOne(ctx, bson.M{"_id": id, "title": "floor ticket", "price": 20.0, "userId": "5f5e5e5e5e5e5e5e5e5e5e5e", "version": int64(0)}); err != nil {
 		return err
 	}
 	return f.publish(id, 0)
@@ -117,13 +124,13 @@ func (f *Floor) update(ctx context.Context, w int) error {
 // cancellation).
 func (f *Floor) OrderCycle(ctx context.Context, w int) error {
 	id := primitive.NewObjectID()
-	if _, err := f.coll.InsertOne(ctx, bson.M{"_id": id, "status": "created", "ticket": f.docs[w].id, "version": int64(0)}); err != nil {
+	if _, err := f.inserts.InsertOne(ctx, bson.M{"_id": id, "status": "created", "ticket": f.docs[w].id, "version": int64(0)}); err != nil {
 		return err
 	}
 	if err := f.publish(id, 0); err != nil {
 		return err
 	}
-	res, err := f.coll.UpdateOne(ctx, bson.M{"_id": id, "version": int64(0)}, bson.M{"$set": bson.M{"status": "cancelled"}, "$inc": bson.M{"version": 1}})
+	res, err := f.inserts.UpdateOne(ctx, bson.M{"_id": id, "version": int64(0)}, bson.M{"$set": bson.M{"status": "cancelled"}, "$inc": bson.M{"version": 1}})
 	if err != nil {
 		return err
 	}
