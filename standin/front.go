@@ -19,9 +19,25 @@ const (
 	flagMoreToCome = 1 << 1
 )
 
-// writeCommands are serialised: FerretDB v1 runs the read and the write of a
-// conditional update without isolation, so concurrent conditional writes on
-// one document can all succeed. MongoDB lets exactly one through.
+// writeCommands are serialised per namespace (database + collection):
+// FerretDB v1 runs the read and the write of a conditional update without
+// isolation, so concurrent conditional writes on one document can all
+// succeed. MongoDB lets exactly one through.
+//
+// Why per namespace and not globally: a write command (insert, update,
+// delete, findAndModify) names exactly one collection, and a conditional
+// write can only race with writes that touch the same documents, i.e. writes
+// to the same collection of the same database. Serialising those keeps every
+// conditional write atomic against every other write that could change its
+// outcome, which is all the store contract asks (the 30-way races of
+// TestFrontSerialisesConditionalWrites and testenv's contract test target
+// one collection). Writes to different collections (different services,
+// the outbox of one service and the replica of another) cannot interfere
+// and now run in parallel: with one global token every service's writes
+// queued behind each other. FerretDB's backends cope with concurrent writes
+// to different collections (PostgreSQL: one table per collection; SQLite:
+// WAL with a busy timeout, and FerretDB's own metadata lock for implicit
+// collection creation).
 var writeCommands = map[string]bool{
 	"insert":        true,
 	"update":        true,
@@ -31,23 +47,22 @@ var writeCommands = map[string]bool{
 
 // front is a MongoDB wire-protocol proxy: every client connection gets its
 // own backend connection; messages are forwarded unchanged, but only one
-// write command is in flight at a time, from sending the request to
-// receiving its reply. Reads stay parallel.
+// write command per namespace is in flight at a time, from sending the
+// request to receiving its reply. Reads stay parallel.
 type front struct {
 	ln      net.Listener
 	backend string // TCP address of FerretDB
 	log     *slog.Logger
 
-	writeSem chan struct{} // capacity 1: the write token
-
 	mu     sync.Mutex
+	tokens map[string]chan struct{} // namespace -> its write token (capacity 1)
 	conns  map[net.Conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
 }
 
 func newFront(ln net.Listener, backend string, log *slog.Logger) *front {
-	return &front{ln: ln, backend: backend, log: log, writeSem: make(chan struct{}, 1), conns: map[net.Conn]struct{}{}}
+	return &front{ln: ln, backend: backend, log: log, tokens: map[string]chan struct{}{}, conns: map[net.Conn]struct{}{}}
 }
 
 func (f *front) serve() {
@@ -63,6 +78,20 @@ func (f *front) serve() {
 		f.wg.Add(1)
 		go f.handle(c)
 	}
+}
+
+// token returns the write token of namespace ns. Tokens are never removed:
+// there is one per collection ever written through this front, a few bytes
+// each, which is bounded enough for test and development servers.
+func (f *front) token(ns string) chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tokens[ns]
+	if !ok {
+		t = make(chan struct{}, 1)
+		f.tokens[ns] = t
+	}
+	return t
 }
 
 func (f *front) isClosed() bool {
@@ -105,8 +134,8 @@ type pair struct {
 	client, backend net.Conn
 
 	mu      sync.Mutex
-	held    bool  // this pair holds the write token
-	waitFor int32 // requestID whose reply releases it
+	held    chan struct{} // the write token this pair holds, nil if none
+	waitFor int32         // requestID whose reply releases it
 	done    chan struct{}
 }
 
@@ -153,13 +182,14 @@ func (p *pair) requests() {
 		}
 		buf = msg[:0]
 		if name, reply := commandOf(msg); reply && writeCommands[strings.ToLower(name)] {
+			tok := p.f.token(namespaceOf(msg))
 			select {
-			case p.f.writeSem <- struct{}{}:
+			case tok <- struct{}{}:
 			case <-p.done:
 				return
 			}
 			p.mu.Lock()
-			p.held, p.waitFor = true, int32(binary.LittleEndian.Uint32(msg[4:8]))
+			p.held, p.waitFor = tok, int32(binary.LittleEndian.Uint32(msg[4:8]))
 			p.mu.Unlock()
 		}
 		if _, err := p.backend.Write(msg); err != nil {
@@ -188,9 +218,9 @@ func (p *pair) replies() {
 func (p *pair) release(responseTo int32, always bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.held && (always || responseTo == p.waitFor) {
-		p.held = false
-		<-p.f.writeSem
+	if p.held != nil && (always || responseTo == p.waitFor) {
+		<-p.held
+		p.held = nil
 	}
 }
 
@@ -252,6 +282,150 @@ func commandOf(msg []byte) (name string, reply bool) {
 		i += size // kind 1: document sequence, size includes itself
 	}
 	return "", reply
+}
+
+// namespaceOf returns "db.collection" of a write command in an OP_MSG: the
+// string value of the body's first element (the collection) and of its "$db"
+// element. A message it cannot parse (never sent by a conforming driver:
+// both are required strings) maps to "", so such writes are still serialised
+// among themselves.
+func namespaceOf(msg []byte) string {
+	doc := bodyOf(msg)
+	if doc == nil {
+		return ""
+	}
+	var coll, db string
+	first := true
+	for i := 4; i < len(doc)-1; {
+		typ := doc[i]
+		i++
+		j := indexByte(doc[i:], 0)
+		if j < 0 {
+			return ""
+		}
+		key := string(doc[i : i+j])
+		i += j + 1
+		if typ == 0x02 && (first || key == "$db") {
+			v, ok := bsonString(doc[i:])
+			if !ok {
+				return ""
+			}
+			if first {
+				coll = v
+			} else {
+				db = v
+			}
+		}
+		if !first && key == "$db" {
+			break
+		}
+		first = false
+		n := bsonValueLen(typ, doc[i:])
+		if n < 0 {
+			return ""
+		}
+		i += n
+	}
+	if coll == "" || db == "" {
+		return ""
+	}
+	return db + "." + coll
+}
+
+// bodyOf returns the body document (section kind 0) of an OP_MSG, or nil.
+func bodyOf(msg []byte) []byte {
+	if len(msg) < headerLen+4 || int32(binary.LittleEndian.Uint32(msg[12:16])) != opMsg {
+		return nil
+	}
+	flags := binary.LittleEndian.Uint32(msg[16:20])
+	end := len(msg)
+	if flags&flagChecksum != 0 {
+		end -= 4
+	}
+	for i := headerLen + 4; i < end; {
+		kind := msg[i]
+		i++
+		if i+4 > end {
+			return nil
+		}
+		size := int(binary.LittleEndian.Uint32(msg[i : i+4]))
+		if size < 5 || i+size > end {
+			return nil
+		}
+		if kind == 0 {
+			return msg[i : i+size]
+		}
+		i += size
+	}
+	return nil
+}
+
+// bsonString decodes a BSON string value (int32 length incl. NUL, bytes, NUL).
+func bsonString(b []byte) (string, bool) {
+	if len(b) < 4 {
+		return "", false
+	}
+	n := int(int32(binary.LittleEndian.Uint32(b)))
+	if n < 1 || 4+n > len(b) {
+		return "", false
+	}
+	return string(b[4 : 4+n-1]), true
+}
+
+// bsonValueLen returns the encoded length of a BSON value of type typ at the
+// start of b, or -1 if it is malformed or of an unknown type.
+func bsonValueLen(typ byte, b []byte) int {
+	i32 := func() int {
+		if len(b) < 4 {
+			return -1
+		}
+		return int(int32(binary.LittleEndian.Uint32(b)))
+	}
+	var n int
+	switch typ {
+	case 0x06, 0x0A, 0x7F, 0xFF: // undefined, null, maxKey, minKey
+		n = 0
+	case 0x08: // bool
+		n = 1
+	case 0x10: // int32
+		n = 4
+	case 0x01, 0x09, 0x11, 0x12: // double, datetime, timestamp, int64
+		n = 8
+	case 0x07: // ObjectId
+		n = 12
+	case 0x13: // decimal128
+		n = 16
+	case 0x02, 0x0D, 0x0E: // string, JavaScript, symbol
+		if n = i32(); n >= 0 {
+			n += 4
+		}
+	case 0x03, 0x04, 0x0F: // document, array, code with scope: size includes itself
+		n = i32()
+	case 0x05: // binary: size, subtype, bytes
+		if n = i32(); n >= 0 {
+			n += 5
+		}
+	case 0x0C: // DBPointer: string + ObjectId
+		if n = i32(); n >= 0 {
+			n += 4 + 12
+		}
+	case 0x0B: // regex: two cstrings
+		j := indexByte(b, 0)
+		if j < 0 {
+			return -1
+		}
+		k := indexByte(b[j+1:], 0)
+		if k < 0 {
+			return -1
+		}
+		n = j + 1 + k + 1
+	default:
+		return -1
+	}
+	if n < 0 || n > len(b) {
+		return -1
+	}
+	return n
 }
 
 func indexByte(b []byte, c byte) int {

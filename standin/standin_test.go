@@ -288,3 +288,74 @@ func TestMinLevel(t *testing.T) {
 		t.Fatalf("logged %q", out)
 	}
 }
+
+func TestNamespaceOf(t *testing.T) {
+	msg := func(d bson.D, seq bool) []byte {
+		body, err := bson.Marshal(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := make([]byte, 20)
+		putU32(b[12:], opMsg)
+		if seq { // a document sequence before the body, as drivers send "updates"
+			doc, _ := bson.Marshal(bson.D{{Key: "q", Value: bson.D{{Key: "_id", Value: 1}}}})
+			id := []byte("updates\x00")
+			b = append(b, 1)
+			b = append(b, u32(uint32(4+len(id)+len(doc)))...)
+			b = append(append(b, id...), doc...)
+		}
+		b = append(append(b, 0), body...)
+		putU32(b[0:], uint32(len(b)))
+		return b
+	}
+	oid := primitive.NewObjectID()
+	for _, tc := range []struct {
+		name string
+		msg  []byte
+		want string
+	}{
+		{"insert", msg(bson.D{{Key: "insert", Value: "tickets"}, {Key: "ordered", Value: true}, {Key: "$db", Value: "tickets"}}, false), "tickets.tickets"},
+		{"update with sequence and mixed types", msg(bson.D{
+			{Key: "update", Value: "orders"}, {Key: "ordered", Value: false},
+			{Key: "lsid", Value: bson.D{{Key: "id", Value: primitive.Binary{Subtype: 4, Data: make([]byte, 16)}}}},
+			{Key: "txnNumber", Value: int64(3)}, {Key: "maxTimeMS", Value: int32(5)}, {Key: "x", Value: 1.5},
+			{Key: "oid", Value: oid}, {Key: "re", Value: primitive.Regex{Pattern: "a", Options: "i"}},
+			{Key: "n", Value: nil}, {Key: "ts", Value: primitive.Timestamp{T: 1}}, {Key: "arr", Value: bson.A{"a", 1}},
+			{Key: "$db", Value: "orders"},
+		}, true), "orders.orders"},
+		{"no $db", msg(bson.D{{Key: "delete", Value: "c"}}, false), ""},
+		{"collection not a string", msg(bson.D{{Key: "insert", Value: 1}, {Key: "$db", Value: "d"}}, false), ""},
+		{"not op_msg", []byte{16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xd4, 7, 0, 0}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := namespaceOf(tc.msg); got != tc.want {
+				t.Fatalf("namespaceOf = %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRacesInSeveralNamespacesAtOnce: tokens are per namespace, so races in
+// different collections and databases run at the same time; each must still
+// have exactly one winner.
+func TestRacesInSeveralNamespacesAtOnce(t *testing.T) {
+	s := MustStart(t)
+	db := mustConnect(t, s.URI())
+	other := db.Client().Database(db.Name() + "_other")
+	ctx := context.Background()
+	colls := []*mongo.Collection{db.Collection("a"), db.Collection("b"), other.Collection("a")}
+	var wg sync.WaitGroup
+	for _, c := range colls {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if wins, err := versionRace(ctx, c, 30); err != nil || wins != 1 {
+				t.Errorf("%s: updateOne on version: %d modified (err %v), want exactly 1", c.Name(), wins, err)
+			}
+			if wins, err := reserveRace(ctx, c, 30); err != nil || wins != 1 {
+				t.Errorf("%s: findOneAndUpdate reservation: %d winners (err %v), want exactly 1", c.Name(), wins, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
