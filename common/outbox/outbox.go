@@ -8,9 +8,14 @@
 // inserted document): the change and its event are stored atomically or
 // not at all. A Relay publishes the entries of a document in array order
 // and then removes them (`$pullAll` of their stored bytes). Notify(docID) after a write makes the
-// relay publish at once (the HTTP response never waits for the broker); a
-// poll picks up whatever is left (after a crash, a restart or a NATS
-// outage), with backoff while publishing fails.
+// relay publish at once (the HTTP response never waits for the broker);
+// NotifyPending(docID, entries...) does the same without the relay reading
+// the document, when the writer has the document's pending entries (an
+// insert, or UpdatePending). Removals of several documents' published
+// entries go out as one bulk write while the relay is busy. A poll picks
+// up whatever is left (after a crash, a restart or a NATS outage), with
+// backoff while publishing fails: the entries are in the document before
+// anyone is notified, so a process dying after the write loses nothing.
 //
 // Guarantees: at least once, and in order per document within one relay.
 // Several relays (replicas) may publish an entry twice but the first copy
@@ -25,11 +30,14 @@ package outbox
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/common/events"
 )
@@ -76,4 +84,25 @@ func Push(update bson.M, entries ...Entry) bson.M {
 // (events.Conn).
 type Publisher interface {
 	PublishRaw(ctx context.Context, subject string, data []byte) error
+}
+
+// UpdatePending applies update to the document matching filter (at most
+// one) and returns its pending entries as stored right after this write:
+// a findOneAndUpdate returning the new document (FerretDB v1 does not
+// support its projection; only the outbox is decoded), so the snapshot
+// costs no extra round trip. Hand them to Relay.NotifyPending. matched is false when
+// no document matched (nothing was written).
+func UpdatePending(ctx context.Context, coll *mongo.Collection, filter, update any) (pending []Entry, matched bool, err error) {
+	var doc struct {
+		Outbox []Entry `bson:"outbox"`
+	}
+	err = coll.FindOneAndUpdate(ctx, filter, update, options.FindOneAndUpdate().
+		SetReturnDocument(options.After)).Decode(&doc)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	return doc.Outbox, true, nil
 }

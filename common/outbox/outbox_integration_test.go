@@ -372,3 +372,61 @@ func TestPushKeepsOtherOperators(t *testing.T) {
 		t.Fatalf("Push(nil) = %v", got)
 	}
 }
+
+// TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots: snapshots
+// handed over by writers arrive in any order (here: newest first, the
+// insert's last); each is the whole pending outbox, so the first copies
+// still go out in version order and every entry is removed.
+func TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("tickets")
+	n := testenv.NATSStreaming(t)
+	conn := MustConnect(t, n)
+	col := collect(t, conn)
+	ctx := context.Background()
+	id := primitive.NewObjectID()
+	first := entry(t, id, 0)
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "version": int64(0), outbox.Field: []outbox.Entry{first}}); err != nil {
+		t.Fatal(err)
+	}
+	const updates = 20
+	snaps := [][]outbox.Entry{{first}}
+	for v := int64(1); v <= updates; v++ {
+		pending, ok, err := outbox.UpdatePending(ctx, coll, bson.M{"_id": id, "version": v - 1},
+			outbox.Push(bson.M{"$set": bson.M{"version": v}}, entry(t, id, v)))
+		if err != nil || !ok {
+			t.Fatalf("UpdatePending v%d: ok %v, err %v", v, ok, err)
+		}
+		if len(pending) != int(v)+1 || pending[0].ID != first.ID {
+			t.Fatalf("UpdatePending v%d returned %d entries (first %v), want %d from %v", v, len(pending), pending, v+1, first.ID)
+		}
+		snaps = append(snaps, pending)
+	}
+	if _, ok, err := outbox.UpdatePending(ctx, coll, bson.M{"_id": id, "version": int64(0)}, bson.M{"$set": bson.M{"x": 1}}); err != nil || ok {
+		t.Fatalf("UpdatePending on a stale version: ok %v, err %v; want no match", ok, err)
+	}
+	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
+	for i := len(snaps) - 1; i >= 0; i-- {
+		relay.NotifyPending(id, snaps[i]...)
+	}
+	eventually(t, 20*time.Second, "every version", func() bool { return len(firstOccurrences(col.versions(id.Hex()))) >= updates+1 })
+	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
+		t.Fatalf("published %v, want first copies 0..%d in order", got, updates)
+	}
+	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+}
+
+// TestNotifyPendingPublishesWithoutReading: the handed entries are
+// published as they are, even for a document the relay could not read.
+func TestNotifyPendingPublishesWithoutReading(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("tickets")
+	n := testenv.NATSStreaming(t)
+	conn := MustConnect(t, n)
+	col := collect(t, conn)
+	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
+	id := primitive.NewObjectID() // never stored
+	relay.NotifyPending(id, entry(t, id, 0), entry(t, id, 1))
+	eventually(t, 10*time.Second, "both entries", func() bool { return len(col.versions(id.Hex())) >= 2 })
+	if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, 1)) {
+		t.Fatalf("published %v, want [0 1]", got)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 )
@@ -75,9 +76,22 @@ type Relay struct {
 	mu       sync.Mutex
 	queue    []any
 	state    map[any]int
-	failures int // consecutive publish failures; drives the poll backoff
+	snaps    map[any][][]Entry                   // handed-over snapshots of a document's pending entries, not yet processed
+	sent     map[any]map[primitive.ObjectID]bool // published by this relay and not to publish again (see forget)
+	removed  map[any][]primitive.ObjectID        // of sent: removal confirmed while the document was busy
+	failures int                                 // consecutive publish failures; drives the poll backoff
 	wake     chan struct{}
 	pollNow  chan struct{}
+
+	pulls     chan pull // published entries to remove, batched by the remover
+	pullsDone chan struct{}
+}
+
+// pull is the removal of one document's published entries.
+type pull struct {
+	id      any
+	entries []bson.Raw
+	ids     []primitive.ObjectID
 }
 
 // NewRelay returns a relay for coll; call Run to start it. Document ids
@@ -92,15 +106,41 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 		log:     log.With("component", "outbox", "collection", coll.Name()),
 		opts:    opts.withDefaults(),
 		state:   map[any]int{},
+		snaps:   map[any][][]Entry{},
+		sent:    map[any]map[primitive.ObjectID]bool{},
+		removed: map[any][]primitive.ObjectID{},
 		wake:    make(chan struct{}, 1),
 		pollNow: make(chan struct{}, 1),
+		pulls:   make(chan pull, 1024),
 	}
 }
 
 // Notify asks the relay to publish the pending entries of docID now. It
-// never blocks; call it after every write that pushed an entry.
+// never blocks; call it after every write that pushed an entry. The relay
+// reads the document first; prefer NotifyPending when the writer has the
+// entries.
 func (r *Relay) Notify(docID any) {
+	r.NotifyPending(docID)
+}
+
+// NotifyPending is Notify for a writer that knows the document's pending
+// entries as stored right after its write, in array order: the outbox of a
+// document it just inserted, or the outbox returned by its update (see
+// UpdatePending). The relay publishes them without reading the document.
+//
+// It must be the whole pending outbox, not just the entries this write
+// pushed: an older entry still pending (a failed publish, a concurrent
+// writer whose notification comes later) must go out first. A snapshot is
+// therefore always safe to publish in order: entries before its first one
+// were published before they were removed. Entries this relay has already
+// published (from another snapshot) are skipped; a stale snapshot arriving
+// after their removal only duplicates them, which at-least-once allows.
+// With no entries it is Notify.
+func (r *Relay) NotifyPending(docID any, pending ...Entry) {
 	r.mu.Lock()
+	if len(pending) > 0 {
+		r.snaps[docID] = append(r.snaps[docID], pending)
+	}
 	switch r.state[docID] {
 	case 0:
 		r.state[docID] = queued
@@ -122,12 +162,19 @@ func signal(ch chan struct{}) {
 // Run publishes until ctx is done. It starts with a poll, so entries left
 // by a previous process are published first.
 func (r *Relay) Run(ctx context.Context) error {
+	removerDone := make(chan struct{})
+	stopRemover := make(chan struct{})
+	go func() { defer close(removerDone); r.remove(ctx, stopRemover) }()
 	var wg sync.WaitGroup
 	for range r.opts.Workers {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.work(ctx) }()
 	}
-	defer wg.Wait()
+	defer func() {
+		wg.Wait()
+		close(stopRemover) // the workers queue no more removals: flush and stop
+		<-removerDone
+	}()
 	delay := time.Duration(0)
 	timer := time.NewTimer(delay)
 	defer timer.Stop()
@@ -253,7 +300,7 @@ func (r *Relay) finish(id any, err error) {
 	} else if err == nil {
 		r.failures = 0
 	}
-	if r.state[id] == dirty && err == nil {
+	if (r.state[id] == dirty || len(r.snaps[id]) > 0) && err == nil {
 		r.state[id] = queued
 		r.queue = append(r.queue, id)
 		r.mu.Unlock()
@@ -261,6 +308,9 @@ func (r *Relay) finish(id any, err error) {
 		return
 	}
 	delete(r.state, id)
+	delete(r.snaps, id) // after a failure the poll reads the document again
+	r.forget(id, r.removed[id])
+	delete(r.removed, id)
 	r.mu.Unlock()
 	if err == nil && wasFailing {
 		signal(r.pollNow) // the broker is back: deliver the rest now, not after the backoff
@@ -268,29 +318,59 @@ func (r *Relay) finish(id any, err error) {
 }
 
 // process publishes the pending entries of one document in order and
-// removes the published ones. A publish failure stops at that entry; the
-// poll retries it later.
+// hands the published ones to the remover. A publish failure stops at that
+// entry; the poll retries it later. The entries come from a snapshot handed
+// over by NotifyPending or, without one, from reading the document.
 //
-// Entries are removed with $pullAll of their stored bytes (exact match): the
+// Entries are removed with $pullAll of their stored form (exact match): the
 // FerretDB stand-in silently ignores a $pull with a condition such as
 // {id: {$in: [...]}}, and an exact match works on MongoDB and FerretDB alike.
 func (r *Relay) process(ctx context.Context, id any) error {
-	var doc struct {
-		Outbox []bson.Raw `bson:"outbox"`
+	if err := ctx.Err(); err != nil {
+		return err // shutting down: publish nothing more (a snapshot needs no read that would fail)
 	}
-	err := r.coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{Field: 1})).Decode(&doc)
-	if errors.Is(err, mongo.ErrNoDocuments) {
-		return nil
-	}
-	if err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn("outbox read failed", "id", id, "err", err)
+	r.mu.Lock()
+	var snap []Entry
+	if q := r.snaps[id]; len(q) > 0 {
+		snap = q[0]
+		q[0] = nil
+		if len(q) == 1 {
+			delete(r.snaps, id)
+		} else {
+			r.snaps[id] = q[1:]
 		}
-		return err
 	}
-	published := make([]bson.Raw, 0, len(doc.Outbox))
+	r.mu.Unlock()
+	var raws []bson.Raw
+	if snap != nil {
+		raws = make([]bson.Raw, 0, len(snap))
+		for _, e := range snap {
+			raw, err := bson.Marshal(e)
+			if err != nil {
+				return fmt.Errorf("outbox: encode entry of %v: %w", id, err)
+			}
+			raws = append(raws, raw)
+		}
+	} else {
+		var doc struct {
+			Outbox []bson.Raw `bson:"outbox"`
+		}
+		err := r.coll.FindOne(ctx, bson.M{"_id": id}, options.FindOne().SetProjection(bson.M{Field: 1})).Decode(&doc)
+		if errors.Is(err, mongo.ErrNoDocuments) {
+			return nil
+		}
+		if err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn("outbox read failed", "id", id, "err", err)
+			}
+			return err
+		}
+		raws = doc.Outbox
+	}
+	var published []bson.Raw
+	var ids []primitive.ObjectID
 	var pubErr error
-	for _, raw := range doc.Outbox {
+	for _, raw := range raws {
 		var e Entry
 		if err := bson.Unmarshal(raw, &e); err != nil {
 			// Not ours to judge: leave it, and do not publish what follows
@@ -298,6 +378,9 @@ func (r *Relay) process(ctx context.Context, id any) error {
 			pubErr = fmt.Errorf("outbox: undecodable entry in %v: %w", id, err)
 			r.log.Error("outbox entry does not decode", "id", id, "err", err)
 			break
+		}
+		if r.wasSent(id, e.ID) {
+			continue // published from an earlier snapshot; its removal is under way
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
 		pubErr = r.pub.PublishRaw(pctx, e.Subject, e.Data)
@@ -310,24 +393,121 @@ func (r *Relay) process(ctx context.Context, id any) error {
 			break
 		}
 		published = append(published, raw)
+		ids = append(ids, e.ID)
 	}
 	if len(published) > 0 {
-		// Not cancelled with ctx: entries already published should not be
-		// published again only because the relay is shutting down. A failure
-		// here only means they are published again later.
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
-		_, err := r.coll.UpdateOne(cctx, bson.M{"_id": id}, bson.M{"$pullAll": bson.M{Field: published}})
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				r.log.Warn("outbox cleanup failed; entries will be published again", "id", id, "err", err)
-			}
-			if pubErr == nil {
-				pubErr = err
-			}
+		r.mu.Lock()
+		m := r.sent[id]
+		if m == nil {
+			m = map[primitive.ObjectID]bool{}
+			r.sent[id] = m
 		}
+		for _, eid := range ids {
+			m[eid] = true
+		}
+		r.mu.Unlock()
+		// Not cancelled with ctx, and never dropped: Run flushes the
+		// removals before it returns.
+		r.pulls <- pull{id: id, entries: published, ids: ids}
 	}
 	return pubErr
+}
+
+func (r *Relay) wasSent(id any, eid primitive.ObjectID) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sent[id][eid]
+}
+
+// maxPullBatch bounds the documents of one removal command.
+const maxPullBatch = 256
+
+// remove removes published entries: whatever queued up while the previous
+// removal was in flight goes out as one unordered bulk write (one command,
+// one write token of the stand-in), so a busy relay does one removal round
+// trip for many documents, and a publish never waits for a removal. Until
+// stop is closed; then it flushes what is queued.
+func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
+	batch := make([]pull, 0, maxPullBatch)
+	for {
+		select {
+		case p := <-r.pulls:
+			batch = append(batch, p)
+		case <-stop:
+			for {
+				select {
+				case p := <-r.pulls:
+					batch = append(batch, p)
+					if len(batch) == maxPullBatch {
+						r.removeBatch(ctx, batch)
+						batch = batch[:0]
+					}
+				default:
+					if len(batch) > 0 {
+						r.removeBatch(ctx, batch)
+					}
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < maxPullBatch {
+			select {
+			case p := <-r.pulls:
+				batch = append(batch, p)
+			default:
+				break drain
+			}
+		}
+		r.removeBatch(ctx, batch)
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
+	models := make([]mongo.WriteModel, len(batch))
+	for i, p := range batch {
+		models[i] = mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": p.id}).
+			SetUpdate(bson.M{"$pullAll": bson.M{Field: p.entries}})
+	}
+	// Not cancelled with ctx: entries already published should not be
+	// published again only because the relay is shutting down. A failure
+	// only means they are published again later (the poll finds them).
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
+	_, err := r.coll.BulkWrite(cctx, models, options.BulkWrite().SetOrdered(false))
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("outbox cleanup failed; entries will be published again", "documents", len(batch), "err", err)
+	}
+	r.mu.Lock()
+	for _, p := range batch {
+		// While the document is queued or being processed, a read or a
+		// snapshot taken before this removal may still hold these entries:
+		// remember them until it is idle (finish), so they are not
+		// published twice. A failed removal forgets them too: the poll
+		// publishes them again (at least once).
+		if r.state[p.id] != 0 && err == nil && len(r.removed[p.id]) < maxRemembered {
+			r.removed[p.id] = append(r.removed[p.id], p.ids...)
+			continue
+		}
+		r.forget(p.id, p.ids)
+	}
+	r.mu.Unlock()
+}
+
+// maxRemembered bounds the removed entries remembered for a busy document.
+const maxRemembered = 4096
+
+// forget drops ids from the sent entries of document id; r.mu held.
+func (r *Relay) forget(id any, ids []primitive.ObjectID) {
+	m := r.sent[id]
+	for _, eid := range ids {
+		delete(m, eid)
+	}
+	if len(m) == 0 {
+		delete(r.sent, id)
+	}
 }
 
 // Backlog counts the entries written but not yet published.

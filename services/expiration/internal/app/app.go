@@ -73,7 +73,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	defer func() { _ = conn.Close() }()
 
 	relay := outbox.NewRelay(st.Coll(), conn, log, outbox.Options{})
-	sched := scheduler.New(st, relay.Notify, cfg.Poll, log)
+	sched := scheduler.New(st, relay.NotifyPending, cfg.Poll, log)
 	lst := listener.New(st, sched.Wake, log)
 	if err := lst.Subscribe(conn, cfg.AckWait, events.Logging(log)); err != nil {
 		return fmt.Errorf("subscribe: %w", err)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promauto"
 
+	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
 )
 
@@ -21,13 +22,13 @@ type Store interface {
 	NextDue(ctx context.Context) (time.Time, bool, error)
 	// Fire records expiration:complete once; false when already fired or
 	// dropped.
-	Fire(ctx context.Context, id string, now time.Time) (bool, error)
+	Fire(ctx context.Context, id string, now time.Time) (pending []outbox.Entry, fired bool, err error)
 }
 
 // Scheduler fires expirations when they are due.
 type Scheduler struct {
 	store  Store
-	notify func(id any) // tells the outbox relay to publish now
+	notify func(id any, pending ...outbox.Entry) // tells the outbox relay to publish now (outbox.Relay.NotifyPending)
 	poll   time.Duration
 	log    *slog.Logger
 	wake   chan struct{}
@@ -51,7 +52,7 @@ var (
 const batch = 100
 
 // New returns a Scheduler. notify may be nil.
-func New(store Store, notify func(id any), poll time.Duration, log *slog.Logger) *Scheduler {
+func New(store Store, notify func(id any, pending ...outbox.Entry), poll time.Duration, log *slog.Logger) *Scheduler {
 	if poll <= 0 {
 		poll = 5 * time.Second
 	}
@@ -105,7 +106,7 @@ func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 		for _, e := range due {
-			fired, err := s.store.Fire(ctx, e.OrderID, now)
+			pending, fired, err := s.store.Fire(ctx, e.OrderID, now)
 			if err != nil {
 				return 0, err
 			}
@@ -115,7 +116,7 @@ func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
 				s.log.Info("expiration fired", "orderId", e.OrderID, "expiresAt", e.ExpiresAt,
 					"lateBy", now.Sub(e.ExpiresAt).Round(time.Millisecond))
 				if s.notify != nil {
-					s.notify(e.OrderID)
+					s.notify(e.OrderID, pending...)
 				}
 			}
 		}

@@ -147,18 +147,19 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 // Fire marks the pending expiration of order id fired and records its
 // expiration:complete event, in one conditional write. It reports false when
 // the expiration is no longer pending (another replica fired it, or the
-// order was cancelled).
-func (s *Store) Fire(ctx context.Context, id string, now time.Time) (bool, error) {
+// order was cancelled). pending is the record's outbox as stored after the
+// write, for outbox.Relay.NotifyPending.
+func (s *Store) Fire(ctx context.Context, id string, now time.Time) (pending []outbox.Entry, fired bool, err error) {
 	e, err := outbox.NewEntry(events.ExpirationComplete{OrderID: id})
 	if err != nil {
-		return false, err
+		return nil, false, err
 	}
-	res, err := s.coll.UpdateOne(ctx, bson.M{"_id": id, "state": domain.Pending, "expiresAt": bson.M{"$lte": now.UTC()}},
+	pending, fired, err = outbox.UpdatePending(ctx, s.coll, bson.M{"_id": id, "state": domain.Pending, "expiresAt": bson.M{"$lte": now.UTC()}},
 		outbox.Push(bson.M{"$set": bson.M{"state": domain.Fired, "firedAt": now.UTC(), "doneAt": now.UTC()}}, e))
 	if err != nil {
-		return false, mongox.Classify(err)
+		return nil, false, mongox.Classify(err)
 	}
-	return res.ModifiedCount == 1, nil
+	return pending, fired, nil
 }
 
 // Purge deletes fired and dropped records done before before whose events

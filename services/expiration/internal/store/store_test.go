@@ -43,13 +43,13 @@ func TestScheduleFireDrop(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].OrderID != "a" {
 		t.Fatalf("due %v %v, want [a]", due, err)
 	}
-	if ok, err := s.Fire(ctx, "later", now); ok || err != nil {
+	if _, ok, err := s.Fire(ctx, "later", now); ok || err != nil {
 		t.Fatalf("fired an expiration not yet due: %v %v", ok, err)
 	}
-	if ok, err := s.Fire(ctx, "a", now); !ok || err != nil {
-		t.Fatalf("fire: %v %v", ok, err)
+	if pending, ok, err := s.Fire(ctx, "a", now); !ok || err != nil || len(pending) != 1 || pending[0].Subject != "expiration:complete" {
+		t.Fatalf("fire: %v %v, outbox as stored %+v (want the expiration:complete entry)", ok, err, pending)
 	}
-	if ok, _ := s.Fire(ctx, "a", now); ok {
+	if _, ok, _ := s.Fire(ctx, "a", now); ok {
 		t.Fatal("fired twice")
 	}
 	var d bson.M
@@ -88,7 +88,7 @@ func TestPurge(t *testing.T) {
 	_, _ = s.Schedule(ctx, "pending", now.Add(time.Hour))
 	_ = s.Drop(ctx, "dropped")
 	for _, id := range []string{"fired-published", "fired-unpublished"} {
-		if ok, err := s.Fire(ctx, id, now); !ok || err != nil {
+		if _, ok, err := s.Fire(ctx, id, now); !ok || err != nil {
 			t.Fatal(id, ok, err)
 		}
 	}

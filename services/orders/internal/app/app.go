@@ -79,7 +79,8 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) err
 	defer cancel()
 
 	var relay *outbox.Relay
-	st := store.New(db, func(id any) { relay.Notify(id) })
+	// A closure: relay is assigned below (it needs the store's collection).
+	st := store.New(db, func(id any, pending ...outbox.Entry) { relay.NotifyPending(id, pending...) })
 	relay = outbox.NewRelay(st.Orders(), conn, log.With("component", "outbox"), outbox.Options{})
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return err

@@ -54,14 +54,16 @@ const maxAttempts = 20
 type Store struct {
 	orders  *mongo.Collection
 	tickets *mongo.Collection
-	notify  func(docID any)
+	notify  func(docID any, pending ...outbox.Entry)
 }
 
 // New returns a Store on db. notify, when not nil, is called with an order's
-// _id after every write that queued events (outbox.Relay.Notify).
-func New(db *mongo.Database, notify func(docID any)) *Store {
+// _id and its pending outbox entries as stored right after every write that
+// queued events (outbox.Relay.NotifyPending: it publishes them without
+// reading the order).
+func New(db *mongo.Database, notify func(docID any, pending ...outbox.Entry)) *Store {
 	if notify == nil {
-		notify = func(any) {}
+		notify = func(any, ...outbox.Entry) {}
 	}
 	return &Store{orders: db.Collection(OrdersCollection), tickets: db.Collection(TicketsCollection), notify: notify}
 }
@@ -150,7 +152,7 @@ func (s *Store) Create(ctx context.Context, o *domain.Order) error {
 		}
 		return mongox.Classify(err)
 	}
-	s.notify(id)
+	s.notify(id, entries...) // a new document: its outbox is exactly these
 	return nil
 }
 
@@ -269,7 +271,19 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 		// $push, never $set: the relay may be removing published entries meanwhile.
 		update = outbox.Push(update, entries...)
 		// Only if rev is still the one read (and rev+1 then).
-		written, err := mongox.UpdateCounted(ctx, s.orders, d.ID, "rev", d.Rev, update)
+		var written bool
+		var stored []outbox.Entry
+		if len(entries) == 0 {
+			written, err = mongox.UpdateCounted(ctx, s.orders, d.ID, "rev", d.Rev, update)
+		} else {
+			// The same conditional write, returning the outbox as stored
+			// after it, for the relay to publish from without a read.
+			update["$inc"] = bson.M{"rev": int64(1)}
+			stored, written, err = outbox.UpdatePending(ctx, s.orders, bson.M{"_id": d.ID, "rev": d.Rev}, update)
+			if err != nil && !mongox.IsDuplicateKey(err) {
+				err = mongox.Classify(err)
+			}
+		}
 		if err != nil {
 			if mongox.IsDuplicateKey(err) {
 				return domain.ErrTicketReserved
@@ -278,7 +292,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 		}
 		if written {
 			if len(entries) > 0 {
-				s.notify(d.ID)
+				s.notify(d.ID, stored...)
 			}
 			return nil
 		}

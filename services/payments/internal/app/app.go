@@ -101,7 +101,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	defer func() { _ = conn.Close() }()
 
 	relay := outbox.NewRelay(st.Payments.Coll(), conn, log, outbox.Options{})
-	st.Payments.Notify = relay.Notify
+	st.Payments.Notify = relay.NotifyPending
 
 	// One budget bounds a charge with the SDK's retry and the writes after
 	// it; the claim outlives it, so a live attempt is never taken over, and

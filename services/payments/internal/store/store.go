@@ -142,9 +142,10 @@ func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) e
 // Payments stores payments and their events.
 type Payments struct {
 	coll *mongo.Collection
-	// Notify, when set, is told the id of each payment stored so the outbox
-	// relay publishes its event at once instead of at its next poll.
-	Notify func(id any)
+	// Notify, when set, is told the id and the outbox entries of each
+	// payment stored (outbox.Relay.NotifyPending) so the relay publishes its
+	// event at once, without reading it, instead of at its next poll.
+	Notify func(id any, pending ...outbox.Entry)
 }
 
 // Coll is the collection the outbox relay publishes from.
@@ -175,7 +176,7 @@ func (s *Payments) Create(ctx context.Context, p domain.Payment) error {
 		return mongox.Classify(err)
 	}
 	if s.Notify != nil {
-		s.Notify(p.ID)
+		s.Notify(p.ID, e) // a new document: its outbox is exactly e
 	}
 	return nil
 }

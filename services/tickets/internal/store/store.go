@@ -52,9 +52,13 @@ const Collection = "tickets"
 // storm of more than maxAttempts of them gets 409s.
 const maxAttempts = 64
 
-// Notifier is told the id of every document written with a pending event
-// (an *outbox.Relay), so the event goes out at once instead of at the next poll.
-type Notifier interface{ Notify(docID any) }
+// Notifier is told the id and the pending outbox entries (as stored right
+// after the write) of every document written with a pending event (an
+// *outbox.Relay), so the event goes out at once, without the relay reading
+// the document, instead of at the next poll.
+type Notifier interface {
+	NotifyPending(docID any, pending ...outbox.Entry)
+}
 
 // Store is the ticket repository.
 type Store struct {
@@ -117,7 +121,7 @@ func (s *Store) Create(ctx context.Context, t domain.Ticket) (domain.Ticket, err
 	if _, err := s.coll.InsertOne(ctx, d); err != nil {
 		return domain.Ticket{}, mongox.Classify(err)
 	}
-	s.notifyWritten(id)
+	s.notifyWritten(id, entry) // a new document: its outbox is exactly this entry
 	return t, nil
 }
 
@@ -213,7 +217,18 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			update = outbox.Push(update, entry)
 		}
 		// Only if rev is still the one read (and rev+1 then).
-		written, err := mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
+		var written bool
+		var pending []outbox.Entry
+		if bookkeeping {
+			written, err = mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
+		} else {
+			// The same conditional write, returning the outbox as stored
+			// after it: the relay publishes from that, without a read.
+			inc := update["$inc"].(bson.M)
+			inc["rev"] = int64(1)
+			pending, written, err = outbox.UpdatePending(ctx, s.coll, bson.M{"_id": oid, "rev": d.Rev}, update)
+			err = mongox.Classify(err)
+		}
 		if err != nil {
 			return domain.Ticket{}, err
 		}
@@ -221,16 +236,16 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			continue // another writer won: re-run fn on what it wrote
 		}
 		if !bookkeeping {
-			s.notifyWritten(oid)
+			s.notifyWritten(oid, pending...)
 		}
 		return t, nil
 	}
 	return domain.Ticket{}, apperr.New(apperr.Conflict, "The ticket is being changed by others; retry")
 }
 
-func (s *Store) notifyWritten(id primitive.ObjectID) {
+func (s *Store) notifyWritten(id primitive.ObjectID, pending ...outbox.Entry) {
 	if s.notify != nil {
-		s.notify.Notify(id)
+		s.notify.NotifyPending(id, pending...)
 	}
 }
 

@@ -14,19 +14,26 @@ import (
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/mongox"
+	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/domain"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// notifications records Notify calls.
+// notifications records NotifyPending calls.
 type notifications struct {
-	mu  sync.Mutex
-	ids []any
+	mu      sync.Mutex
+	ids     []any
+	pending [][]outbox.Entry
 }
 
-func (n *notifications) Notify(id any) { n.mu.Lock(); n.ids = append(n.ids, id); n.mu.Unlock() }
+func (n *notifications) NotifyPending(id any, pending ...outbox.Entry) {
+	n.mu.Lock()
+	n.ids = append(n.ids, id)
+	n.pending = append(n.pending, pending)
+	n.mu.Unlock()
+}
 
 func (n *notifications) count() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.ids) }
 
@@ -183,6 +190,17 @@ func TestUpdate(t *testing.T) {
 	}
 	if evs := pending(t, s, tk.ID); len(evs) != 2 || evs[1].Version != 1 || evs[1].Title != "b" {
 		t.Fatalf("outbox = %+v", evs)
+	}
+	// The relay was handed the whole outbox as stored: the creation's entry
+	// (still pending: no relay here) and then the update's.
+	n.mu.Lock()
+	created, updated := n.pending[0], n.pending[1]
+	n.mu.Unlock()
+	if len(created) != 1 || created[0].Subject != string(events.SubjectTicketCreated) {
+		t.Fatalf("handed on create: %+v", created)
+	}
+	if len(updated) != 2 || updated[0].ID != created[0].ID || updated[1].Subject != string(events.SubjectTicketUpdated) {
+		t.Fatalf("handed on update: %+v", updated)
 	}
 }
 
