@@ -419,8 +419,13 @@ func (r *Relay) wasSent(id any, eid primitive.ObjectID) bool {
 	return r.sent[id][eid]
 }
 
-// maxPullBatch bounds the documents of one removal command.
-const maxPullBatch = 256
+// maxPullBatch bounds the documents of one removal command. Small on
+// purpose: FerretDB v1 (the stand-in) keeps every statement's query open,
+// holding one of its 50 PostgreSQL connections, until the whole update
+// command returns, so a bulk of ~50 statements deadlocks the stand-in (seen
+// at 64 concurrent POSTs), and a few relays' bulks at once must stay well
+// below the pool size.
+const maxPullBatch = 8
 
 // remove removes published entries: whatever queued up while the previous
 // removal was in flight goes out as one unordered bulk write (one command,
