@@ -78,7 +78,7 @@ type Relay struct {
 	state    map[any]int
 	snaps    map[any][][]Entry                   // handed-over snapshots of a document's pending entries, not yet processed
 	sent     map[any]map[primitive.ObjectID]bool // published by this relay and not to publish again (see forget)
-	removed  map[any][]primitive.ObjectID        // of sent: removal confirmed while the document was busy
+	retired  []retired                           // of sent: removal confirmed, forgotten after rememberRemoved
 	failures int                                 // consecutive publish failures; drives the poll backoff
 	wake     chan struct{}
 	pollNow  chan struct{}
@@ -86,6 +86,22 @@ type Relay struct {
 	pulls     chan pull // published entries to remove, batched by the remover
 	pullsDone chan struct{}
 }
+
+// retired is a confirmed removal whose entries stay in sent a while longer.
+type retired struct {
+	id  any
+	ids []primitive.ObjectID
+	at  time.Time
+}
+
+// rememberRemoved is how long entries stay remembered as sent after their
+// removal. A snapshot handed to NotifyPending (or a read) may have been
+// taken just before the removal and arrive after it; were the entries
+// forgotten at once, it would publish them again, after newer entries of
+// the same document (harmless to version-checking consumers, but an
+// avoidable out-of-order duplicate). A snapshot older than this is not
+// expected; if one comes, it only duplicates (at least once).
+const rememberRemoved = time.Minute
 
 // pull is the removal of one document's published entries.
 type pull struct {
@@ -108,7 +124,6 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 		state:   map[any]int{},
 		snaps:   map[any][][]Entry{},
 		sent:    map[any]map[primitive.ObjectID]bool{},
-		removed: map[any][]primitive.ObjectID{},
 		wake:    make(chan struct{}, 1),
 		pollNow: make(chan struct{}, 1),
 		pulls:   make(chan pull, 1024),
@@ -309,8 +324,6 @@ func (r *Relay) finish(id any, err error) {
 	}
 	delete(r.state, id)
 	delete(r.snaps, id) // after a failure the poll reads the document again
-	r.forget(id, r.removed[id])
-	delete(r.removed, id)
 	r.mu.Unlock()
 	if err == nil && wasFailing {
 		signal(r.pollNow) // the broker is back: deliver the rest now, not after the backoff
@@ -485,24 +498,29 @@ func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("outbox cleanup failed; entries will be published again", "documents", len(batch), "err", err)
 	}
+	now := time.Now()
 	r.mu.Lock()
 	for _, p := range batch {
-		// While the document is queued or being processed, a read or a
-		// snapshot taken before this removal may still hold these entries:
-		// remember them until it is idle (finish), so they are not
-		// published twice. A failed removal forgets them too: the poll
-		// publishes them again (at least once).
-		if r.state[p.id] != 0 && err == nil && len(r.removed[p.id]) < maxRemembered {
-			r.removed[p.id] = append(r.removed[p.id], p.ids...)
+		if err != nil {
+			// Still in the document: forget them now, so the poll
+			// publishes them again (at least once).
+			r.forget(p.id, p.ids)
 			continue
 		}
-		r.forget(p.id, p.ids)
+		// A read or a snapshot taken before this removal may still hold
+		// these entries: keep them as sent for a while (rememberRemoved).
+		r.retired = append(r.retired, retired{id: p.id, ids: p.ids, at: now})
+	}
+	n := 0
+	for n < len(r.retired) && now.Sub(r.retired[n].at) > rememberRemoved {
+		r.forget(r.retired[n].id, r.retired[n].ids)
+		n++
+	}
+	if n > 0 {
+		r.retired = append(r.retired[:0], r.retired[n:]...)
 	}
 	r.mu.Unlock()
 }
-
-// maxRemembered bounds the removed entries remembered for a busy document.
-const maxRemembered = 4096
 
 // forget drops ids from the sent entries of document id; r.mu held.
 func (r *Relay) forget(id any, ids []primitive.ObjectID) {
