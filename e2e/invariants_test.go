@@ -48,6 +48,39 @@ func (s *System) versions(db string, ids []string) map[string]int64 {
 	return out
 }
 
+// holders reads {ticket id: orderId} of the tickets source ("" when free).
+func (s *System) holders(ids []string) map[string]string {
+	s.t.Helper()
+	oids := make([]primitive.ObjectID, 0, len(ids))
+	for _, id := range ids {
+		oid, err := primitive.ObjectIDFromHex(id)
+		if err != nil {
+			s.t.Fatalf("bad id %q", id)
+		}
+		oids = append(oids, oid)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cur, err := s.Coll("tickets", "tickets").Find(ctx, bson.M{"_id": bson.M{"$in": oids}})
+	if err != nil {
+		s.t.Logf("read tickets.tickets: %v", err)
+		return nil
+	}
+	var docs []struct {
+		ID      primitive.ObjectID `bson:"_id"`
+		OrderID string             `bson:"orderId"`
+	}
+	if err := cur.All(ctx, &docs); err != nil {
+		s.t.Logf("read tickets.tickets: %v", err)
+		return nil
+	}
+	out := map[string]string{}
+	for _, d := range docs {
+		out[d.ID.Hex()] = d.OrderID
+	}
+	return out
+}
+
 // Acks records the versions the HTTP API acknowledged, per ticket.
 type Acks struct {
 	mu sync.Mutex

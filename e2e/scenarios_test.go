@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -380,21 +381,46 @@ func TestNATSOutage(t *testing.T) {
 	// subscribers' AckWait (30 s), and CI machines are slow.
 	conv := s.Converge(t, b.acks.Max(), 3*time.Minute)
 	// Each acknowledged order:created / order:cancelled moves its ticket one
-	// version (reserved, freed), so the tickets service received them all when
-	// the versions add up and every ticket ends free.
+	// version (reserved, freed) - except where a cancellation overtook its
+	// creation by more than the tickets listener waits for it (the creation
+	// was in flight to a connection the outage cut, so it came back only
+	// after AckWait): the tickets service then records the cancellation
+	// without a new version and the late creation is stale, by design (no
+	// cancelled order may ever hold a ticket). So every ticket must end free,
+	// replicated at its source version, with that version short of the
+	// acknowledged events by whole reserve/free pairs only.
 	ordMu.Lock()
 	ordWant := map[string]int64{}
 	for id, n := range ordOps {
 		ordWant[id] = n
 	}
 	ordMu.Unlock()
-	oconv := s.Converge(t, ordWant, 2*time.Minute)
-	src := s.versions("tickets", keys(ordWant))
-	for id, n := range ordWant {
-		if src[id] != n {
-			t.Errorf("ticket %s: version %d, want %d (one per acknowledged order event)", id, src[id], n)
+	ids := keys(ordWant)
+	var src, rep map[string]int64
+	var held map[string]string
+	oconv := Eventually(t, 2*time.Minute, func() bool {
+		src, rep, held = s.versions("tickets", ids), s.versions("orders", ids), s.holders(ids)
+		for _, id := range ids {
+			sv, ok := src[id]
+			if !ok || rep[id] != sv || held[id] != "" || sv > ordWant[id] || (ordWant[id]-sv)%2 != 0 {
+				return false
+			}
+		}
+		return true
+	}, func() string {
+		var b strings.Builder
+		for _, id := range ids {
+			fmt.Fprintf(&b, "%s: order events %d source %d replica %d held by %q; ", id, ordWant[id], src[id], rep[id], held[id])
+		}
+		return "tickets not freed and converged: " + b.String()
+	})
+	overtaken := 0
+	for _, id := range ids {
+		if src[id] < ordWant[id] {
+			overtaken++
 		}
 	}
+	t.Logf("tickets whose cancellation overtook its creation (recorded without a version): %d of %d", overtaken, len(ids))
 	var orders int64
 	for _, n := range ordWant {
 		orders += n
