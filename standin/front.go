@@ -6,8 +6,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Wire protocol constants (MongoDB wire protocol).
@@ -57,12 +59,14 @@ type front struct {
 	mu     sync.Mutex
 	tokens map[string]chan struct{} // namespace -> its write token (capacity 1)
 	conns  map[net.Conn]struct{}
+	counts map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
 	closed bool
+	done   chan struct{} // closed by close
 	wg     sync.WaitGroup
 }
 
 func newFront(ln net.Listener, backend string, log *slog.Logger) *front {
-	return &front{ln: ln, backend: backend, log: log, tokens: map[string]chan struct{}{}, conns: map[net.Conn]struct{}{}}
+	return &front{ln: ln, backend: backend, log: log, tokens: map[string]chan struct{}{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 }
 
 func (f *front) serve() {
@@ -94,6 +98,26 @@ func (f *front) token(ns string) chan struct{} {
 	return t
 }
 
+// count adds one command to the counts when counting is on.
+func (f *front) count(msg []byte, name string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counts != nil {
+		f.counts[namespaceOf(msg)+" "+name]++
+	}
+}
+
+// takeCounts returns the commands counted since the last call.
+func (f *front) takeCounts() map[string]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.counts
+	if c != nil {
+		f.counts = map[string]int64{}
+	}
+	return c
+}
+
 func (f *front) isClosed() bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -118,6 +142,9 @@ func (f *front) untrack(c net.Conn) {
 
 func (f *front) close() error {
 	f.mu.Lock()
+	if !f.closed {
+		close(f.done)
+	}
 	f.closed = true
 	err := f.ln.Close()
 	for c := range f.conns {
@@ -181,7 +208,9 @@ func (p *pair) requests() {
 			return
 		}
 		buf = msg[:0]
-		if name, reply := commandOf(msg); reply && writeCommands[strings.ToLower(name)] {
+		name, reply := commandOf(msg)
+		p.f.count(msg, name)
+		if reply && writeCommands[strings.ToLower(name)] {
 			tok := p.f.token(namespaceOf(msg))
 			select {
 			case tok <- struct{}{}:
@@ -435,4 +464,32 @@ func indexByte(b []byte, c byte) int {
 		}
 	}
 	return -1
+}
+
+// logCounts logs the counted commands every interval until the front closes.
+func (f *front) logCounts(every time.Duration) {
+	defer f.wg.Done()
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.done:
+			return
+		case <-t.C:
+		}
+		c := f.takeCounts()
+		if len(c) == 0 {
+			continue
+		}
+		keys := make([]string, 0, len(c))
+		for k := range c {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		attrs := make([]any, 0, 2*len(keys))
+		for _, k := range keys {
+			attrs = append(attrs, k, c[k])
+		}
+		f.log.Info("standin: commands", attrs...)
+	}
 }

@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/FerretDB/FerretDB/ferretdb"
 )
@@ -38,6 +39,10 @@ type Options struct {
 	SQLiteDir string
 	// PostgreSQLURL is the backend for the "postgresql" handler.
 	PostgreSQLURL string
+	// CountEvery, when positive, logs how many commands of each kind each
+	// collection received in every such interval (what a workload costs the
+	// store; the benchmark reads it).
+	CountEvery time.Duration
 	// Log receives the front's log and FerretDB's warnings and errors
 	// (default: discarded).
 	Log *slog.Logger
@@ -127,6 +132,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.front = newFront(ln, backend, log)
 	s.front.wg.Add(1)
 	go s.front.serve()
+	if o.CountEvery > 0 {
+		s.front.counts = map[string]int64{}
+		s.front.wg.Add(1)
+		go s.front.logCounts(o.CountEvery)
+	}
 	s.uri = "mongodb://" + uriHost(ln.Addr()) + "/"
 	log.Info("mongo-standin ready", "addr", ln.Addr().String(), "handler", o.Handler)
 	return s, nil

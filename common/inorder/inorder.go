@@ -70,6 +70,10 @@ type key struct {
 	known   bool
 	// versions waiting on the key in this process (ApplyVersion only)
 	waiting map[int64]int
+	// the record's state as the last Applied or Stale try reported it
+	// (Reached); stateKnown is false when it did not report one
+	state      string
+	stateKnown bool
 }
 
 // Option configures a Gate.
@@ -114,8 +118,12 @@ func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try fu
 
 // attempt is what one call of try learns from and tells the gate.
 type attempt struct {
+	retry  bool  // an earlier attempt reported Ahead
 	likely bool  // the predecessor was just applied in this process
 	seen   int64 // the version try found the record at (Seen), -1 if not told
+	needs  string // the state an Ahead try waits for (Needs), "" if not told
+	now    string // the state an Applied or Stale try left (Reached)
+	nowSet bool
 }
 
 type attemptKey struct{}
@@ -129,6 +137,36 @@ type attemptKey struct{}
 func PredecessorApplied(ctx context.Context) bool {
 	a, _ := ctx.Value(attemptKey{}).(*attempt)
 	return a != nil && a.likely
+}
+
+// Needs tells the gate, from a try that reports Ahead, which state of the
+// record it waits for (a name the caller chooses, such as "free" or
+// "held:<order>"). The waiter then sleeps through applies in this process
+// that report another state with Reached, instead of reading the store
+// after each: a ticket with several reservation events in flight wakes
+// only the one that can go next. Polls still retry it (another process may
+// have changed the record).
+func Needs(ctx context.Context, state string) {
+	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
+		a.needs = state
+	}
+}
+
+// Reached tells the gate, from a try that reports Applied or Stale, the
+// state it left the record in (see Needs).
+func Reached(ctx context.Context, state string) {
+	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
+		a.now, a.nowSet = state, true
+	}
+}
+
+// Retrying tells try whether an earlier attempt of this update reported
+// Ahead (false on the first attempt, and outside a gate). A try that
+// writes optimistically can do so on the first attempt, when the update
+// is most likely in order, and read first on retries.
+func Retrying(ctx context.Context) bool {
+	a, _ := ctx.Value(attemptKey{}).(*attempt)
+	return a != nil && a.retry
 }
 
 // Seen lets the try of ApplyVersion tell the gate the version it found the
@@ -162,12 +200,13 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 	poll := time.NewTimer(g.poll)
 	defer poll.Stop()
 	lastSeen := int64(-1)
-	for {
+	idlePolls := 0 // polls in a row with no apply on the key in this process
+	for n := 0; ; n++ {
 		// Take the channel before trying, so an Apply finishing between our
 		// try and our wait is not missed.
 		g.mu.Lock()
 		changed := ent.changed
-		att := &attempt{likely: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
+		att := &attempt{retry: n > 0, likely: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
 		g.mu.Unlock()
 		out, err := try(context.WithValue(ctx, attemptKey{}, att))
 		if err != nil {
@@ -175,7 +214,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		}
 		switch out {
 		case Applied, Stale:
-			g.wake(ent, version)
+			g.wake(ent, version, att)
 			return nil
 		case Ahead:
 		default:
@@ -196,7 +235,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		if att.seen >= 0 {
 			lastSeen = att.seen
 		}
-		pollAt := g.arm(poll, g.pollDelay(ent, version, moving))
+		pollAt := g.arm(poll, g.pollDelay(ent, version, moving, idlePolls))
 	wait:
 		for {
 			select {
@@ -204,17 +243,23 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 				g.mu.Lock()
 				changed = ent.changed
 				skip := version > 0 && ent.known && ent.applied < version-1
+				otherState := att.needs != "" && ent.stateKnown && ent.state != att.needs
 				g.mu.Unlock()
+				if otherState {
+					continue // not what this waiter needs: keep sleeping, poll as planned
+				}
+				idlePolls = 0
 				if !skip {
 					break wait
 				}
 				// Maybe the lowest waiter now: poll sooner (never later);
 				// and an apply here means the record is moving.
 				moving = true
-				if d := g.pollDelay(ent, version, moving); time.Now().Add(d).Before(pollAt) {
+				if d := g.pollDelay(ent, version, moving, idlePolls); time.Now().Add(d).Before(pollAt) {
 					pollAt = g.arm(poll, d)
 				}
 			case <-poll.C:
+				idlePolls++
 				break wait
 			case <-deadline.C:
 				return ErrGap
@@ -231,9 +276,17 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 // polls fast; the ones behind it poll less, so a long queue of waiters on
 // one key does not flood the store with reads. The lowest waiter polls at a
 // fifth of the interval while the record is moving (see Seen).
-func (g *Gate) pollDelay(e *key, version int64, moving bool) time.Duration {
+//
+// An Apply without version cannot be ranked: it doubles its delay with
+// every poll that follows no apply in this process (idle), up to 8x. What
+// it waits for is usually applied here and wakes it at once; the poll is
+// for what another process applies. Polling at the full rate made a backlog
+// of waiting events (a busy orders cycle: every reservation event of a
+// ticket in flight at once) cost one read per waiter every interval, which
+// slowed the applies the waiters were waiting for.
+func (g *Gate) pollDelay(e *key, version int64, moving bool, idle int) time.Duration {
 	if version < 0 {
-		return g.poll
+		return g.poll << min(idle, 3)
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -281,12 +334,13 @@ func (g *Gate) release(k string, e *key) {
 	}
 }
 
-func (g *Gate) wake(e *key, version int64) {
+func (g *Gate) wake(e *key, version int64, att *attempt) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if version >= 0 && (!e.known || version > e.applied) {
 		e.applied, e.known = version, true
 	}
+	e.state, e.stateKnown = att.now, att.nowSet
 	close(e.changed)
 	e.changed = make(chan struct{})
 }

@@ -284,3 +284,73 @@ func TestPredecessorAppliedHint(t *testing.T) {
 		t.Error("hint outside a gate")
 	}
 }
+
+// A waiter that said which state it Needs sleeps through applies that
+// reached another state, and is retried by the one that reaches its state;
+// Retrying is false exactly on each update's first attempt.
+func TestNeedsWakesOnlyOnTheNeededState(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	var mu sync.Mutex
+	state := "held:a"
+	tries := map[string]int{}
+	retrying := map[string][]bool{}
+	// step is a try that waits for state need ("" for none), then moves the
+	// record to state to.
+	step := func(name, need, to string) func(context.Context) (inorder.Outcome, error) {
+		return func(ctx context.Context) (inorder.Outcome, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			tries[name]++
+			retrying[name] = append(retrying[name], inorder.Retrying(ctx))
+			if need != "" && state != need {
+				inorder.Needs(ctx, need)
+				return inorder.Ahead, nil
+			}
+			state = to
+			inorder.Reached(ctx, state)
+			return inorder.Applied, nil
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- g.Apply(context.Background(), "t", step("reserve-b", "free", "held:b")) }()
+	for {
+		mu.Lock()
+		n := tries["reserve-b"]
+		mu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	// Applies that leave the ticket held by others do not wake the waiter.
+	for _, o := range []string{"held:c", "held:d", "held:e"} {
+		if err := g.Apply(context.Background(), "t", step("hold-"+o, "", o)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(20 * time.Millisecond)
+	mu.Lock()
+	if n := tries["reserve-b"]; n != 1 {
+		t.Errorf("the waiter tried %d times while the ticket stayed held, want 1", n)
+	}
+	mu.Unlock()
+	if err := g.Apply(context.Background(), "t", step("free", "", "free")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the waiter was not woken by the apply that freed the ticket")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if state != "held:b" || tries["reserve-b"] != 2 {
+		t.Errorf("state %q after %d tries of the waiter, want held:b after 2", state, tries["reserve-b"])
+	}
+	if got := retrying["reserve-b"]; !slices.Equal(got, []bool{false, true}) {
+		t.Errorf("Retrying seen by the waiter: %v, want [false true]", got)
+	}
+}

@@ -7,6 +7,7 @@
 //	-data     SQLite directory, created if missing [MONGO_STANDIN_DATA] ("/data")
 //	-handler  sqlite or postgresql [MONGO_STANDIN_HANDLER] ("sqlite")
 //	-postgresql-url  backend of the postgresql handler [MONGO_STANDIN_POSTGRESQL_URL]
+//	-count-every     log the commands per collection every such interval (off)
 //
 // It logs "Waiting for connections" once it accepts clients (as mongod does,
 // so one readiness check fits both).
@@ -44,13 +45,14 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	listen := fs.String("listen", env("MONGO_STANDIN_LISTEN", ":27017"), "listen address")
 	data := fs.String("data", env("MONGO_STANDIN_DATA", "/data"), "SQLite data directory")
 	handler := fs.String("handler", env("MONGO_STANDIN_HANDLER", "sqlite"), "sqlite or postgresql")
+	countEvery := fs.Duration("count-every", 0, "log the commands each collection received in every such interval (0: off)")
 	pgURL := fs.String("postgresql-url", os.Getenv("MONGO_STANDIN_POSTGRESQL_URL"), "PostgreSQL URL for the postgresql handler")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s, err := standin.Start(ctx, standin.Options{Listen: *listen, Handler: *handler, SQLiteDir: *data, PostgreSQLURL: *pgURL, Log: log})
+	s, err := standin.Start(ctx, standin.Options{Listen: *listen, Handler: *handler, SQLiteDir: *data, PostgreSQLURL: *pgURL, CountEvery: *countEvery, Log: log})
 	if err != nil {
 		return err
 	}

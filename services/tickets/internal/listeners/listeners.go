@@ -97,28 +97,34 @@ func (l *Listeners) Subscribe(sub Subscriber) error {
 
 // OrderCreated reserves the order's ticket for it.
 func (l *Listeners) OrderCreated(ctx context.Context, e events.OrderCreatedEvent, _ *events.Msg) error {
-	return l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.Reserve(e.ID) })
+	return l.apply(ctx, e.Ticket.ID, e.ID, func(t *domain.Ticket) error { return t.Reserve(e.ID) })
 }
 
 // OrderCancelled frees the order's ticket if that order holds it.
 func (l *Listeners) OrderCancelled(ctx context.Context, e events.OrderCancelledEvent, _ *events.Msg) error {
-	err := l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.Release(e.ID) })
+	err := l.apply(ctx, e.Ticket.ID, e.ID, func(t *domain.Ticket) error { return t.Release(e.ID) })
 	if errors.Is(err, inorder.ErrGap) {
 		l.log.InfoContext(ctx, "order:cancelled without its order:created; recorded", "order", e.ID, "ticket", e.Ticket.ID)
-		err = l.apply(ctx, e.Ticket.ID, func(t *domain.Ticket) error { return t.ReleaseUnseen(e.ID) })
+		err = l.apply(ctx, e.Ticket.ID, e.ID, func(t *domain.Ticket) error { return t.ReleaseUnseen(e.ID) })
 	}
 	return err
 }
 
-func (l *Listeners) apply(ctx context.Context, ticketID string, fn func(*domain.Ticket) error) error {
+func (l *Listeners) apply(ctx context.Context, ticketID, orderID string, fn func(*domain.Ticket) error) error {
 	return l.gate.Apply(ctx, ticketID, func(ctx context.Context) (inorder.Outcome, error) {
-		_, err := l.tickets.Update(ctx, ticketID, fn)
+		t, err := l.tickets.Update(ctx, ticketID, fn)
 		switch {
 		case err == nil:
+			inorder.Reached(ctx, holder(t.OrderID))
 			return inorder.Applied, nil
 		case errors.Is(err, domain.ErrUnchanged):
+			inorder.Reached(ctx, holder(t.OrderID))
 			return inorder.Stale, nil
-		case errors.Is(err, domain.ErrHeldByOther), errors.Is(err, domain.ErrNotYetReserved):
+		case errors.Is(err, domain.ErrHeldByOther):
+			inorder.Needs(ctx, holder("")) // a reservation waits for the ticket to be free
+			return inorder.Ahead, nil
+		case errors.Is(err, domain.ErrNotYetReserved):
+			inorder.Needs(ctx, holder(orderID)) // a cancellation waits for its order's reservation
 			return inorder.Ahead, nil
 		case apperr.Is(err, apperr.NotFound), apperr.Is(err, apperr.Invalid):
 			// Tickets are created here before any order can name them: an
@@ -128,4 +134,13 @@ func (l *Listeners) apply(ctx context.Context, ticketID string, fn func(*domain.
 			return inorder.Stale, err // e.g. MongoDB unavailable: redelivery
 		}
 	})
+}
+
+// holder names a ticket's reservation state for the gate (inorder.Needs):
+// "free", or "held:" and the order holding it.
+func holder(orderID string) string {
+	if orderID == "" {
+		return "free"
+	}
+	return "held:" + orderID
 }
