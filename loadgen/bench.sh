@@ -99,7 +99,7 @@ SQL
 	PG_URL="postgres://ticketing_bench:$PG_PASS@127.0.0.1:$PG_PORT/ticketing_bench"
 	log "starting the MongoDB stand-in (FerretDB, PostgreSQL backend) on :$MONGO_PORT"
 	go build -o "$WORK/mongo-standin" ./standin/cmd/mongo-standin
-	"$WORK/mongo-standin" -listen "127.0.0.1:$MONGO_PORT" -count-every "${BENCH_STORE_COUNTS:-0}" -handler postgresql -postgresql-url "$PG_URL" >"$BENCH_OUT/standin.log" 2>&1 &
+	"$WORK/mongo-standin" -listen "127.0.0.1:$MONGO_PORT" -count-every "${BENCH_STORE_COUNTS:-0}" ${BENCH_STORE_PPROF:+-pprof "$BENCH_STORE_PPROF"} -handler postgresql -postgresql-url "$PG_URL" >"$BENCH_OUT/standin.log" 2>&1 &
 	PIDS+=($!)
 	MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT"
 	"$WORK/loadgen" reset -mongo "$MONGO_URI" -wait 60s

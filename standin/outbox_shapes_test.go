@@ -39,8 +39,8 @@ func TestOutboxQueryShapes(t *testing.T) {
 			t.Fatal(err)
 		}
 		docs := []any{
-			bson.M{"_id": withOutbox, "version": 0, "outbox": bson.A{e1, e2}},
-			bson.M{"_id": empty, "version": 0, "outbox": bson.A{}},
+			bson.M{"_id": withOutbox, "version": 0, "outbox": bson.A{e1, e2}, "outboxPending": int64(2)},
+			bson.M{"_id": empty, "version": 0, "outbox": bson.A{}, "outboxPending": int64(0)},
 			bson.M{"_id": missing, "version": 0},
 		}
 		if _, err := coll.InsertMany(ctx, docs); err != nil {
@@ -122,6 +122,42 @@ func TestOutboxQueryShapes(t *testing.T) {
 		{"find {outbox: {$type: \"array\"}}", false, func() (string, error) {
 			return ids(bson.M{"outbox": bson.M{"$type": "array"}})
 		}, "empty with "},
+		{"find {outboxPending: {$ne: 0}} (the relay's poll; missing counts match)", true, func() (string, error) {
+			return ids(bson.M{"outboxPending": bson.M{"$ne": int64(0)}})
+		}, "missing with "},
+		{"updateOne {_id, outbox: {$all: [entries]}} $pullAll + $inc (the relay's guarded removal), twice", true, func() (string, error) {
+			remove := func() (int64, error) {
+				r, err := coll.UpdateOne(ctx, bson.M{"_id": withOutbox, "outbox": bson.M{"$all": bson.A{e1}}},
+					bson.M{"$pullAll": bson.M{"outbox": bson.A{e1}}, "$inc": bson.M{"outboxPending": int64(-1)}})
+				if err != nil {
+					return 0, err
+				}
+				return r.ModifiedCount, nil
+			}
+			first, err := remove()
+			if err != nil {
+				return "", err
+			}
+			second, err := remove()
+			if err != nil {
+				return "", err
+			}
+			var d struct {
+				Pending int64 `bson:"outboxPending"`
+			}
+			if err := coll.FindOne(ctx, bson.M{"_id": withOutbox}).Decode(&d); err != nil {
+				return "", err
+			}
+			o, err := outboxOf(withOutbox)
+			return fmt.Sprint(first, second, " pending ", d.Pending, " ", o), err
+		}, "1 0 pending 1 v0: ticket:updated"},
+		{"updateOne {_id, outbox: <entry>} (array contains the sub-document)", false, func() (string, error) {
+			r, err := coll.UpdateOne(ctx, bson.M{"_id": withOutbox, "outbox": e1}, bson.M{"$set": bson.M{"seen": true}})
+			if err != nil {
+				return "", err
+			}
+			return fmt.Sprint(r.MatchedCount), nil
+		}, "1"},
 		{"countDocuments {outbox.0: {$exists: true}}", true, func() (string, error) {
 			n, err := coll.CountDocuments(ctx, bson.M{"outbox.0": bson.M{"$exists": true}})
 			return fmt.Sprint(n), err

@@ -25,6 +25,20 @@
 //
 // Writers must never `$set` the outbox field (that would drop entries a
 // relay has not published yet, or resurrect published ones): use Push.
+//
+// Next to the array, the document counts its pending entries in
+// "outboxPending" (PendingField): Push increments it in the same write, an
+// insert sets it to the number of entries it carries (0 for none), and the
+// relay decrements it in the write that removes published entries, guarded
+// so that the decrement happens only if those entries are still there. The
+// relay's poll looks for {outboxPending: {$ne: 0}}: an equality on a scalar
+// field, which MongoDB answers from an index and the FerretDB stand-in
+// pushes down to PostgreSQL. The former poll, {"outbox.0": {$exists: true}},
+// made FerretDB decode every document of the collection: 101 ms per poll of
+// 4,000 tickets against 4 ms (measured), once a second for each relay. A
+// document without the field (written before it existed, or inserted by
+// code that does not set it) still matches, so nothing is missed; the relay
+// sets the field to 0 when it finds such a document without entries.
 package outbox
 
 import (
@@ -45,6 +59,9 @@ import (
 // Field is the document field that holds pending entries.
 const Field = "outbox"
 
+// PendingField is the document field that counts the entries in Field.
+const PendingField = "outboxPending"
+
 // Entry is one pending event.
 type Entry struct {
 	ID        primitive.ObjectID `bson:"id" json:"id"`
@@ -62,8 +79,9 @@ func NewEntry(e events.Event) (Entry, error) {
 	return Entry{ID: primitive.NewObjectID(), Subject: string(e.Subject()), Data: data, CreatedAt: time.Now().UTC()}, nil
 }
 
-// Push adds `$push: {outbox: {$each: entries}}` to update (a MongoDB update
-// document such as bson.M{"$set": ...}) and returns it.
+// Push adds `$push: {outbox: {$each: entries}}` and `$inc: {outboxPending:
+// len(entries)}` to update (a MongoDB update document such as
+// bson.M{"$set": ...}; an existing $inc is kept) and returns it.
 func Push(update bson.M, entries ...Entry) bson.M {
 	if update == nil {
 		update = bson.M{}
@@ -77,6 +95,12 @@ func Push(update bson.M, entries ...Entry) bson.M {
 	}
 	push[Field] = bson.M{"$each": entries}
 	update["$push"] = push
+	inc, _ := update["$inc"].(bson.M)
+	if inc == nil {
+		inc = bson.M{}
+	}
+	inc[PendingField] = int64(len(entries))
+	update["$inc"] = inc
 	return update
 }
 

@@ -158,7 +158,8 @@ func entry(tb testing.TB, id primitive.ObjectID, v int64) outbox.Entry {
 func insert(tb testing.TB, coll *mongo.Collection) primitive.ObjectID {
 	tb.Helper()
 	id := primitive.NewObjectID()
-	if _, err := coll.InsertOne(context.Background(), bson.M{"_id": id, "version": int64(0), outbox.Field: []outbox.Entry{entry(tb, id, 0)}}); err != nil {
+	if _, err := coll.InsertOne(context.Background(), bson.M{"_id": id, "version": int64(0),
+		outbox.Field: []outbox.Entry{entry(tb, id, 0)}, outbox.PendingField: int64(1)}); err != nil {
 		tb.Fatalf("insert: %v", err)
 	}
 	return id
@@ -172,6 +173,20 @@ func update(tb testing.TB, coll *mongo.Collection, id primitive.ObjectID, v int6
 	if err != nil || res.MatchedCount != 1 {
 		tb.Fatalf("update to v%d: %v (matched %v)", v, err, res)
 	}
+}
+
+// pendingCount reads the document's outbox.PendingField (-99 when absent).
+func pendingCount(tb testing.TB, coll *mongo.Collection, id any) int64 {
+	tb.Helper()
+	var d bson.M
+	if err := coll.FindOne(context.Background(), bson.M{"_id": id}).Decode(&d); err != nil {
+		tb.Fatalf("read %v: %v", id, err)
+	}
+	n, ok := d[outbox.PendingField].(int64)
+	if !ok {
+		return -99
+	}
+	return n
 }
 
 func backlog(tb testing.TB, coll *mongo.Collection) int64 {
@@ -359,6 +374,39 @@ func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 	}
 	t.Logf("%d deliveries for %d entries", len(got), updates+1)
 	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	// Both relays removed what they published; each entry came off the
+	// pending count once (a count below 0 would be polled for ever, one
+	// above 0 would hide nothing but cost a read per poll).
+	if c := pendingCount(t, coll, id); c != 0 {
+		t.Fatalf("pending count %d after the outbox emptied, want 0", c)
+	}
+}
+
+// A document written without the pending count (by a version before it, or
+// code that does not set it) is still found by the poll and published, and
+// the relay leaves its count at 0; so is a document whose count is off
+// while it has no entries.
+func TestDocumentsWithoutACountArePublishedAndTheCountRepaired(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("tickets")
+	n := testenv.NATSStreaming(t)
+	col := collect(t, MustConnect(t, n))
+	ctx := context.Background()
+	legacy := primitive.NewObjectID()
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": legacy, "version": int64(0), outbox.Field: []outbox.Entry{entry(t, legacy, 0)}}); err != nil {
+		t.Fatal(err)
+	}
+	off := primitive.NewObjectID()
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": off, "version": int64(0), outbox.PendingField: int64(3)}); err != nil {
+		t.Fatal(err)
+	}
+	MustRunRelay(t, coll, MustConnect(t, n), outbox.Options{PollInterval: 50 * time.Millisecond})
+	eventually(t, 10*time.Second, "the legacy entry published", func() bool { return len(col.versions(legacy.Hex())) > 0 })
+	eventually(t, 10*time.Second, "both counts at 0", func() bool {
+		return pendingCount(t, coll, legacy) == 0 && pendingCount(t, coll, off) == 0
+	})
+	if b := backlog(t, coll); b != 0 {
+		t.Fatalf("backlog %d", b)
+	}
 }
 
 func TestPushKeepsOtherOperators(t *testing.T) {
@@ -367,6 +415,10 @@ func TestPushKeepsOtherOperators(t *testing.T) {
 	push := u["$push"].(bson.M)
 	if u["$set"] == nil || push["tags"] != "a" || push[outbox.Field] == nil {
 		t.Fatalf("Push = %v", u)
+	}
+	u = outbox.Push(bson.M{"$inc": bson.M{"version": int64(1)}}, e, e)
+	if inc := u["$inc"].(bson.M); inc["version"] != int64(1) || inc[outbox.PendingField] != int64(2) {
+		t.Fatalf("Push kept $inc %v, want version 1 and %s 2", u["$inc"], outbox.PendingField)
 	}
 	if got := outbox.Push(nil); len(got) != 0 {
 		t.Fatalf("Push(nil) = %v", got)

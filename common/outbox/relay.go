@@ -228,7 +228,7 @@ func (r *Relay) nextDelay() time.Duration {
 // poll queues every document with pending entries and updates the backlog gauge.
 func (r *Relay) poll(ctx context.Context) error {
 	cur, err := r.coll.Find(ctx, pendingFilter(),
-		options.Find().SetProjection(bson.M{Field: 1}).SetLimit(int64(r.opts.BatchSize)))
+		options.Find().SetProjection(bson.M{Field: 1, PendingField: 1}).SetLimit(int64(r.opts.BatchSize)))
 	if err != nil {
 		return err
 	}
@@ -239,13 +239,15 @@ func (r *Relay) poll(ctx context.Context) error {
 	var backlog, notified int
 	for cur.Next(ctx) {
 		var doc struct {
-			ID     any     `bson:"_id"`
-			Outbox []Entry `bson:"outbox"`
+			ID      any     `bson:"_id"`
+			Outbox  []Entry `bson:"outbox"`
+			Pending any     `bson:"outboxPending"`
 		}
 		if err := cur.Decode(&doc); err != nil {
 			return err
 		}
 		if len(doc.Outbox) == 0 {
+			r.repairCount(ctx, doc.ID, doc.Pending)
 			continue
 		}
 		backlog += len(doc.Outbox)
@@ -260,9 +262,27 @@ func (r *Relay) poll(ctx context.Context) error {
 	return cur.Err()
 }
 
-// pendingFilter matches documents with at least one outbox entry.
+// pendingFilter matches documents with outbox entries: those whose count
+// is not 0, including those without a count (see the package doc).
 func pendingFilter() bson.M {
-	return bson.M{Field + ".0": bson.M{"$exists": true}}
+	return bson.M{PendingField: bson.M{"$ne": int64(0)}}
+}
+
+// repairCount sets the count of a document that has no entries to 0: it was
+// written without one, or by a version that did not keep it. Only if the
+// document still has no entries and the count read (nil: no field) is
+// still there, so a concurrent Push is never undone. A failure only means
+// the next poll reads the document again.
+func (r *Relay) repairCount(ctx context.Context, id, read any) {
+	filter := bson.M{"_id": id, Field + ".0": bson.M{"$exists": false}}
+	if read == nil {
+		filter[PendingField] = bson.M{"$exists": false}
+	} else {
+		filter[PendingField] = read
+	}
+	if _, err := r.coll.UpdateOne(ctx, filter, bson.M{"$set": bson.M{PendingField: int64(0)}}); err != nil && ctx.Err() == nil {
+		r.log.Warn("outbox: resetting the pending count failed", "id", id, "err", err)
+	}
 }
 
 func (r *Relay) work(ctx context.Context) {
@@ -338,6 +358,9 @@ func (r *Relay) finish(id any, err error) {
 // Entries are removed with $pullAll of their stored form (exact match): the
 // FerretDB stand-in silently ignores a $pull with a condition such as
 // {id: {$in: [...]}}, and an exact match works on MongoDB and FerretDB alike.
+// The same write decrements the pending count, and only matches while all
+// the removed entries are still in the document ($all), so a second relay
+// removing the same entries (duplicate publishing) does not count them twice.
 func (r *Relay) process(ctx context.Context, id any) error {
 	if err := ctx.Err(); err != nil {
 		return err // shutting down: publish nothing more (a snapshot needs no read that would fail)
@@ -483,17 +506,40 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
+// removal is the guarded write that removes entries (raw, as stored) of
+// document id and takes them off its pending count.
+func removal(id any, entries []bson.Raw) mongo.WriteModel {
+	return mongo.NewUpdateOneModel().
+		SetFilter(bson.M{"_id": id, Field: bson.M{"$all": entries}}).
+		SetUpdate(bson.M{"$pullAll": bson.M{Field: entries}, "$inc": bson.M{PendingField: -int64(len(entries))}})
+}
+
 func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 	models := make([]mongo.WriteModel, len(batch))
+	several := false
 	for i, p := range batch {
-		models[i] = mongo.NewUpdateOneModel().SetFilter(bson.M{"_id": p.id}).
-			SetUpdate(bson.M{"$pullAll": bson.M{Field: p.entries}})
+		models[i] = removal(p.id, p.entries)
+		several = several || len(p.entries) > 1
 	}
 	// Not cancelled with ctx: entries already published should not be
 	// published again only because the relay is shutting down. A failure
 	// only means they are published again later (the poll finds them).
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
-	_, err := r.coll.BulkWrite(cctx, models, options.BulkWrite().SetOrdered(false))
+	res, err := r.coll.BulkWrite(cctx, models, options.BulkWrite().SetOrdered(false))
+	if err == nil && several && res.MatchedCount < int64(len(batch)) {
+		// A removal of several entries did not match when one of them was
+		// gone already (another relay published and removed it): remove
+		// them one by one, each guarded. Those gone match nothing.
+		var single []mongo.WriteModel
+		for _, p := range batch {
+			if len(p.entries) > 1 {
+				for _, e := range p.entries {
+					single = append(single, removal(p.id, []bson.Raw{e}))
+				}
+			}
+		}
+		_, err = r.coll.BulkWrite(cctx, single, options.BulkWrite().SetOrdered(false))
+	}
 	cancel()
 	if err != nil && ctx.Err() == nil {
 		r.log.Warn("outbox cleanup failed; entries will be published again", "documents", len(batch), "err", err)

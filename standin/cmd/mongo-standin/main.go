@@ -8,6 +8,7 @@
 //	-handler  sqlite or postgresql [MONGO_STANDIN_HANDLER] ("sqlite")
 //	-postgresql-url  backend of the postgresql handler [MONGO_STANDIN_POSTGRESQL_URL]
 //	-count-every     log the commands per collection every such interval (off)
+//	-pprof           serve net/http/pprof on this address (off)
 //
 // It logs "Waiting for connections" once it accepts clients (as mongod does,
 // so one readiness check fits both).
@@ -18,6 +19,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof" // served only with -pprof
 	"os"
 	"os/signal"
 	"syscall"
@@ -45,10 +48,14 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	listen := fs.String("listen", env("MONGO_STANDIN_LISTEN", ":27017"), "listen address")
 	data := fs.String("data", env("MONGO_STANDIN_DATA", "/data"), "SQLite data directory")
 	handler := fs.String("handler", env("MONGO_STANDIN_HANDLER", "sqlite"), "sqlite or postgresql")
+	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (profiling the stand-in under a benchmark)")
 	countEvery := fs.Duration("count-every", 0, "log the commands each collection received in every such interval (0: off)")
 	pgURL := fs.String("postgresql-url", os.Getenv("MONGO_STANDIN_POSTGRESQL_URL"), "PostgreSQL URL for the postgresql handler")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *pprofAddr != "" {
+		go func() { log.Warn("pprof server stopped", "err", http.ListenAndServe(*pprofAddr, nil)) }()
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -43,6 +43,9 @@ type doc struct {
 	// removes done records after a retention period.
 	DoneAt *time.Time     `bson:"doneAt,omitempty"`
 	Outbox []outbox.Entry `bson:"outbox,omitempty"`
+	// OutboxPending counts Outbox (outbox.PendingField): written as 0 by
+	// the inserts, so the relay's poll skips the record until it fires.
+	OutboxPending int64 `bson:"outboxPending"`
 }
 
 // New returns the store on db and creates its index.

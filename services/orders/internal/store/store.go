@@ -145,6 +145,7 @@ func (s *Store) Create(ctx context.Context, o *domain.Order) error {
 		"_id": id, "userId": o.UserID, "ticketId": tid, "status": string(o.Status),
 		"expiresAt": o.ExpiresAt, "version": o.Version, "rev": int64(0),
 		"reservation": reservation(o), "createdAt": time.Now().UTC(), outbox.Field: entries,
+		outbox.PendingField: int64(len(entries)),
 	}
 	if _, err := s.orders.InsertOne(ctx, doc); err != nil {
 		if mongox.IsDuplicateKey(err) {

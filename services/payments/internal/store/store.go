@@ -157,6 +157,8 @@ type paymentDoc struct {
 	StripeID  string         `bson:"stripeId"`
 	CreatedAt time.Time      `bson:"createdAt"`
 	Outbox    []outbox.Entry `bson:"outbox,omitempty"`
+	// OutboxPending counts Outbox (outbox.PendingField).
+	OutboxPending int64 `bson:"outboxPending"`
 }
 
 // Create stores p with its payment:created event in one insert, so the event
@@ -168,7 +170,7 @@ func (s *Payments) Create(ctx context.Context, p domain.Payment) error {
 		return err
 	}
 	_, err = s.coll.InsertOne(ctx, paymentDoc{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID,
-		CreatedAt: time.Now().UTC(), Outbox: []outbox.Entry{e}})
+		CreatedAt: time.Now().UTC(), Outbox: []outbox.Entry{e}, OutboxPending: 1})
 	if mongox.IsDuplicateKey(err) {
 		return apperr.New(apperr.Conflict, "Order already paid")
 	}

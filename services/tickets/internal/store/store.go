@@ -100,6 +100,8 @@ type doc struct {
 	OrderID  string             `bson:"orderId"`
 	Released []string           `bson:"released,omitempty"`
 	Outbox   []outbox.Entry     `bson:"outbox,omitempty"`
+	// OutboxPending counts Outbox (outbox.PendingField).
+	OutboxPending int64 `bson:"outboxPending"`
 }
 
 func (d *doc) ticket() domain.Ticket {
@@ -117,7 +119,7 @@ func (s *Store) Create(ctx context.Context, t domain.Ticket) (domain.Ticket, err
 		return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
 	}
 	d := doc{ID: id, Title: t.Title, Price: t.Price, UserID: t.UserID, OrderID: t.OrderID,
-		Released: t.Released, Outbox: []outbox.Entry{entry}}
+		Released: t.Released, Outbox: []outbox.Entry{entry}, OutboxPending: 1}
 	if _, err := s.coll.InsertOne(ctx, d); err != nil {
 		return domain.Ticket{}, mongox.Classify(err)
 	}
