@@ -118,9 +118,9 @@ func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try fu
 
 // attempt is what one call of try learns from and tells the gate.
 type attempt struct {
-	retry  bool  // an earlier attempt reported Ahead
-	likely bool  // the predecessor was just applied in this process
-	seen   int64 // the version try found the record at (Seen), -1 if not told
+	retry  bool   // an earlier attempt reported Ahead
+	likely bool   // the predecessor was just applied in this process
+	seen   int64  // the version try found the record at (Seen), -1 if not told
 	needs  string // the state an Ahead try waits for (Needs), "" if not told
 	now    string // the state an Applied or Stale try left (Reached)
 	nowSet bool
