@@ -17,6 +17,16 @@
 // edited) checks the version in its closure (domain.Ticket.ExpectVersion),
 // which then answers 409 on the re-run.
 //
+// Reads saved: the store remembers the state it last wrote of recently
+// written tickets (recent). Update tries its conditional write on that
+// state first, without reading; the write succeeds only if rev is still
+// the remembered one, which proves the state current. If it does not match
+// (another replica or process wrote since), or the closure refuses the
+// remembered state, Update reads the stored state and goes on as above: a
+// decision is never made on a remembered state alone. A ticket edited over
+// and over (a seller's PUTs, a run of reservations) then costs one round
+// trip per change instead of two.
+//
 // Revision and version: "rev" counts every write of the document and is the
 // concurrency token; "version" counts the changes of the ticket that the
 // other services see, each with its event. They differ only by bookkeeping
@@ -30,6 +40,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -64,6 +76,48 @@ type Notifier interface {
 type Store struct {
 	coll   *mongo.Collection
 	notify Notifier
+	recent recent
+	reads  atomic.Int64 // ticket reads by id, for tests of recent
+}
+
+// recentSize bounds the remembered tickets (a few hundred bytes each).
+const recentSize = 1024
+
+// recent is the state this process last wrote of recently written tickets,
+// each at the rev it was written with (see the package doc).
+type recent struct {
+	mu   sync.Mutex
+	docs map[primitive.ObjectID]doc
+}
+
+func (r *recent) get(id primitive.ObjectID) (doc, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.docs[id]
+	return d, ok
+}
+
+func (r *recent) put(d doc) {
+	d.Outbox = nil
+	d.Released = slices.Clone(d.Released)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.docs == nil {
+		r.docs = make(map[primitive.ObjectID]doc)
+	}
+	if _, ok := r.docs[d.ID]; !ok && len(r.docs) >= recentSize {
+		for id := range r.docs { // an arbitrary one: map order is random
+			delete(r.docs, id)
+			break
+		}
+	}
+	r.docs[d.ID] = d
+}
+
+func (r *recent) forget(id primitive.ObjectID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.docs, id)
 }
 
 // New returns a Store on db's tickets collection. n may be nil (the relay's
@@ -123,6 +177,7 @@ func (s *Store) Create(ctx context.Context, t domain.Ticket) (domain.Ticket, err
 	if _, err := s.coll.InsertOne(ctx, d); err != nil {
 		return domain.Ticket{}, mongox.Classify(err)
 	}
+	s.recent.put(d)
 	s.notifyWritten(id, entry) // a new document: its outbox is exactly this entry
 	return t, nil
 }
@@ -141,6 +196,7 @@ func (s *Store) Get(ctx context.Context, id string) (domain.Ticket, error) {
 }
 
 func (s *Store) get(ctx context.Context, id primitive.ObjectID) (*doc, error) {
+	s.reads.Add(1)
 	var d doc
 	err := s.coll.FindOne(ctx, bson.M{"_id": id}).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
@@ -188,20 +244,29 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 	if !ok {
 		return domain.Ticket{}, apperr.ErrNotFound
 	}
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		if attempt > 0 {
-			if err := backoff(ctx, attempt); err != nil {
+	useRecent := true
+	for lost := 0; lost < maxAttempts; {
+		var d *doc
+		remembered := false
+		if useRecent {
+			if r, ok := s.recent.get(oid); ok {
+				d, remembered = &r, true
+			}
+			useRecent = false
+		}
+		if d == nil {
+			var err error
+			if d, err = s.get(ctx, oid); err != nil {
 				return domain.Ticket{}, err
 			}
-		}
-		d, err := s.get(ctx, oid)
-		if err != nil {
-			return domain.Ticket{}, err
 		}
 		read := d.ticket()
 		t := read
 		t.Released = append([]string(nil), read.Released...)
 		if err := fn(&t); err != nil {
+			if remembered {
+				continue // judged on the remembered state: judge the stored one
+			}
 			return read, err
 		}
 		// What fn may not change stays as read.
@@ -221,6 +286,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 		// Only if rev is still the one read (and rev+1 then).
 		var written bool
 		var pending []outbox.Entry
+		var err error
 		if bookkeeping {
 			written, err = mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
 		} else {
@@ -232,11 +298,22 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			err = mongox.Classify(err)
 		}
 		if err != nil {
+			s.recent.forget(oid)
 			return domain.Ticket{}, err
 		}
 		if !written {
-			continue // another writer won: re-run fn on what it wrote
+			s.recent.forget(oid)
+			if remembered {
+				continue // the remembered state was not current: read it
+			}
+			lost++ // another writer won: re-run fn on what it wrote
+			if err := backoff(ctx, lost); err != nil {
+				return domain.Ticket{}, err
+			}
+			continue
 		}
+		s.recent.put(doc{ID: oid, Title: t.Title, Price: t.Price, UserID: t.UserID, Version: t.Version,
+			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released})
 		if !bookkeeping {
 			s.notifyWritten(oid, pending...)
 		}

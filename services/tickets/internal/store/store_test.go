@@ -303,3 +303,62 @@ func TestConcurrentUpdates(t *testing.T) {
 		}
 	}
 }
+
+// Updates in a row through one store write on the state it remembers,
+// without reading; a second store (another replica) writing in between
+// makes the remembered state stale, and the next update reads and applies
+// on top of what the other wrote. Closures never decide on a stale state.
+func TestRememberedStateSavesReadsButNeverDecides(t *testing.T) {
+	a, _ := MustOpenStore(t)
+	b := New(a.coll.Database(), nil)
+	ctx := context.Background()
+	tk, err := a.Create(ctx, domain.Ticket{Title: "t", Price: 1, UserID: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reads := a.reads.Load()
+	for i := 1; i <= 10; i++ {
+		got, err := a.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Price = float64(1 + i); return nil })
+		if err != nil || got.Version != int64(i) {
+			t.Fatalf("update %d = %+v, %v", i, got, err)
+		}
+	}
+	if n := a.reads.Load() - reads; n != 0 {
+		t.Fatalf("%d reads for 10 updates in a row by one store, want 0", n)
+	}
+
+	// b edits: a's remembered state is stale; a's next edit builds on b's.
+	if _, err := b.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Title += "+b"; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	got, err := a.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Title += "+a"; return nil })
+	if err != nil || got.Title != "t+b+a" || got.Version != 12 {
+		t.Fatalf("a after b = %+v, %v; want title t+b+a at version 12", got, err)
+	}
+
+	// a reserves for o1 and remembers it held; b releases it; a's reservation
+	// for o2 is refused on the remembered state but judged on the stored one.
+	if _, err := a.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.Reserve("o1") }); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.Release("o1") }); err != nil {
+		t.Fatal(err)
+	}
+	got, err = a.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.Reserve("o2") })
+	if err != nil || got.OrderID != "o2" {
+		t.Fatalf("reserve o2 after b released o1 = %+v, %v", got, err)
+	}
+	stored, err := b.Get(ctx, tk.ID)
+	if err != nil || stored.OrderID != "o2" || stored.Version != 15 || stored.Title != "t+b+a" {
+		t.Fatalf("stored %+v, %v", stored, err)
+	}
+	evs := pending(t, a, tk.ID)
+	if len(evs) != 16 {
+		t.Fatalf("%d events in the outbox, want 16 (created + 15 updates)", len(evs))
+	}
+	for i, e := range evs {
+		if e.Version != int64(i) {
+			t.Fatalf("event %d carries version %d", i, e.Version)
+		}
+	}
+}
