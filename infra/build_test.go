@@ -521,7 +521,7 @@ func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
 	}
 }
 
-// metricName matches the name in a prometheus.*Opts literal.
+// metricName matches the name in a metrics.*Opts literal.
 var metricName = regexp.MustCompile(`Name:\s+"([a-z_:][a-z0-9_:]*)"`)
 
 func TestReadmeDocumentsMetrics(t *testing.T) {
@@ -532,7 +532,7 @@ func TestReadmeDocumentsMetrics(t *testing.T) {
 			return err
 		}
 		src := readFile(t, path)
-		if !strings.Contains(src, `"github.com/prometheus/client_golang/prometheus"`) {
+		if !strings.Contains(src, `"github.com/ticketing-go/ticketing/common/metrics"`) {
 			return nil
 		}
 		for _, m := range metricName.FindAllStringSubmatch(src, -1) {

@@ -8,18 +8,16 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ticketing-go/ticketing/common/logx"
+	"github.com/ticketing-go/ticketing/common/metrics"
 )
 
 // requestDuration is registered once on the default registry: a test
 // process builds many routers, and every one of them observes into it.
 // The route label is chi's route pattern ("/api/tickets/{id}"), never the
 // raw path, so ids do not blow up the number of series.
-var requestDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
+var requestDuration = metrics.NewHistogramVec(metrics.HistogramOpts{
 	Name:    "http_request_duration_seconds",
 	Help:    "Latency of HTTP requests by service, method, route pattern and status code.",
 	Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
@@ -28,9 +26,9 @@ var requestDuration = promauto.NewHistogramVec(prometheus.HistogramOpts{
 // unmatchedRoute labels requests no route matched (404s of unknown paths).
 const unmatchedRoute = "unmatched"
 
-// MetricsHandler serves the default Prometheus registry (NewRouter mounts
-// it on /metrics).
-func MetricsHandler() http.Handler { return promhttp.Handler() }
+// MetricsHandler serves the default metrics registry in the Prometheus
+// text format (NewRouter mounts it on /metrics).
+func MetricsHandler() http.Handler { return metrics.Handler() }
 
 // observe records the latency of every request and writes one log line per
 // request carrying the request id (also returned in X-Request-Id and stored

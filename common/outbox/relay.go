@@ -8,15 +8,15 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/ticketing-go/ticketing/common/metrics"
 )
 
-var backlogGauge = promauto.NewGaugeVec(prometheus.GaugeOpts{
+var backlogGauge = metrics.NewGaugeVec(metrics.GaugeOpts{
 	Name: "outbox_backlog",
 	Help: "Outbox entries written but not yet published, as of the last poll.",
 }, []string{"collection"})

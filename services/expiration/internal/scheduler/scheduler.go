@@ -9,9 +9,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promauto"
-
+	"github.com/ticketing-go/ticketing/common/metrics"
 	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
 )
@@ -37,11 +35,11 @@ type Scheduler struct {
 }
 
 var (
-	firedTotal = promauto.NewCounter(prometheus.CounterOpts{
+	firedTotal = metrics.NewCounter(metrics.CounterOpts{
 		Name: "expiration_fired_total",
 		Help: "Expirations fired (expiration:complete recorded for publishing) by this process.",
 	})
-	lateness = promauto.NewHistogram(prometheus.HistogramOpts{
+	lateness = metrics.NewHistogram(metrics.HistogramOpts{
 		Name:    "expiration_fire_lateness_seconds",
 		Help:    "How long after its expiresAt an expiration fired.",
 		Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300},
