@@ -46,6 +46,11 @@ func (o Outcome) String() string {
 // ErrGap: the predecessor did not arrive within maxWait.
 var ErrGap = errors.New("inorder: a predecessor version is missing")
 
+// maxApplyPoll caps the poll delay of an Apply waiter, in poll intervals:
+// 400 ms at the default, so what another process applied is seen within
+// that even by the last of many waiters.
+const maxApplyPoll = 16
+
 // DefaultPoll is how often a waiting update retries on its own, for
 // predecessors applied by another process.
 const DefaultPoll = 25 * time.Millisecond
@@ -74,6 +79,10 @@ type key struct {
 	// (Reached); stateKnown is false when it did not report one
 	state      string
 	stateKnown bool
+	// Apply waiters on the key in this process by arrival (Apply only):
+	// the first polls at the full rate, the ones behind it less.
+	arrivals map[int64]struct{}
+	nextSeq  int64
 }
 
 // Option configures a Gate.
@@ -152,8 +161,10 @@ func Needs(ctx context.Context, state string) {
 	}
 }
 
-// Reached tells the gate, from a try that reports Applied or Stale, the
-// state it left the record in (see Needs).
+// Reached tells the gate the state a try left the record in (Applied or
+// Stale) or found it in (Ahead): see Needs. Found in a poll after another
+// process changed the record, it wakes the waiter that needs that state,
+// so one waiter's poll serves all the waiters on the key.
 func Reached(ctx context.Context, state string) {
 	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
 		a.now, a.nowSet = state, true
@@ -186,11 +197,16 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 	ent := g.acquire(k)
 	defer g.release(k, ent)
 	registered := false
+	seq := int64(-1) // arrival of an Apply waiter
 	defer func() {
 		if registered {
 			g.mu.Lock()
-			if ent.waiting[version]--; ent.waiting[version] <= 0 {
-				delete(ent.waiting, version)
+			if version >= 0 {
+				if ent.waiting[version]--; ent.waiting[version] <= 0 {
+					delete(ent.waiting, version)
+				}
+			} else {
+				delete(ent.arrivals, seq)
 			}
 			g.mu.Unlock()
 		}
@@ -220,22 +236,38 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 		default:
 			return errors.New("inorder: try returned an unknown outcome")
 		}
-		if !registered && version >= 0 {
+		g.mu.Lock()
+		if !registered {
 			registered = true
-			g.mu.Lock()
-			if ent.waiting == nil {
-				ent.waiting = map[int64]int{}
+			if version >= 0 {
+				if ent.waiting == nil {
+					ent.waiting = map[int64]int{}
+				}
+				ent.waiting[version]++
+			} else {
+				if ent.arrivals == nil {
+					ent.arrivals = map[int64]struct{}{}
+				}
+				seq = ent.nextSeq
+				ent.nextSeq++
+				ent.arrivals[seq] = struct{}{}
 			}
-			ent.waiting[version]++
-			g.mu.Unlock()
 		}
+		if att.nowSet && (!ent.stateKnown || ent.state != att.now) {
+			// The record is not in the state this process last knew
+			// (another process changed it): wake whoever needs this one.
+			ent.state, ent.stateKnown = att.now, true
+			close(ent.changed)
+			ent.changed = make(chan struct{})
+		}
+		g.mu.Unlock()
 		// The record moved since the last attempt: someone is applying
 		// predecessors, so look again soon.
 		moving := att.seen >= 0 && lastSeen >= 0 && att.seen > lastSeen
 		if att.seen >= 0 {
 			lastSeen = att.seen
 		}
-		pollAt := g.arm(poll, g.pollDelay(ent, version, moving, idlePolls))
+		pollAt := g.arm(poll, g.pollDelay(ent, version, seq, moving, idlePolls))
 	wait:
 		for {
 			select {
@@ -255,7 +287,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 				// Maybe the lowest waiter now: poll sooner (never later);
 				// and an apply here means the record is moving.
 				moving = true
-				if d := g.pollDelay(ent, version, moving, idlePolls); time.Now().Add(d).Before(pollAt) {
+				if d := g.pollDelay(ent, version, seq, moving, idlePolls); time.Now().Add(d).Before(pollAt) {
 					pollAt = g.arm(poll, d)
 				}
 			case <-poll.C:
@@ -277,19 +309,27 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 // one key does not flood the store with reads. The lowest waiter polls at a
 // fifth of the interval while the record is moving (see Seen).
 //
-// An Apply without version cannot be ranked: it doubles its delay with
-// every poll that follows no apply in this process (idle), up to 8x. What
-// it waits for is usually applied here and wakes it at once; the poll is
-// for what another process applies. Polling at the full rate made a backlog
-// of waiting events (a busy orders cycle: every reservation event of a
-// ticket in flight at once) cost one read per waiter every interval, which
-// slowed the applies the waiters were waiting for.
-func (g *Gate) pollDelay(e *key, version int64, moving bool, idle int) time.Duration {
-	if version < 0 {
-		return g.poll << min(idle, 3)
-	}
+// An Apply without version is ranked by arrival among the Apply waiters on
+// the key (seq), and doubles its delay with every poll that follows no
+// apply in this process (idle), up to 8x (and 16 intervals in all). What it waits for is usually
+// applied here and wakes it at once; the poll is for what another process
+// applies, and the first waiter's poll wakes the others (Reached). Polling
+// every waiter at the full rate made a backlog of waiting events (a busy
+// orders cycle: every reservation event of a ticket in flight at once)
+// cost one read per waiter every interval, which slowed the applies the
+// waiters were waiting for.
+func (g *Gate) pollDelay(e *key, version, seq int64, moving bool, idle int) time.Duration {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if version < 0 {
+		rank := 0
+		for s := range e.arrivals {
+			if s < seq {
+				rank++
+			}
+		}
+		return min(g.poll<<min(idle, 3)*time.Duration(min(rank+1, 4)), maxApplyPoll*g.poll)
+	}
 	rank := 0
 	for v := range e.waiting {
 		if v < version {

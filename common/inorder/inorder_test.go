@@ -354,3 +354,78 @@ func TestNeedsWakesOnlyOnTheNeededState(t *testing.T) {
 		t.Errorf("Retrying seen by the waiter: %v, want [false true]", got)
 	}
 }
+
+// A state one waiter finds (Reached on Ahead), changed by another process,
+// wakes the waiter that needs it: here nothing in this process ever leaves
+// the record free, and the gate never polls (1h), yet the reservation
+// waiting for "free" goes through once another waiter has seen it free.
+func TestReachedOnAheadWakesTheWaiterThatNeedsIt(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	var mu sync.Mutex
+	store := "held:a"
+	var started sync.WaitGroup
+	started.Add(2)
+	tried := map[string]bool{}
+	firstTry := func(name string) {
+		if !tried[name] {
+			tried[name] = true
+			started.Done()
+		}
+	}
+	reserve := make(chan error, 1)
+	go func() {
+		reserve <- g.Apply(context.Background(), "t", func(ctx context.Context) (inorder.Outcome, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			firstTry("reserve")
+			if store != "free" {
+				inorder.Needs(ctx, "free")
+				inorder.Reached(ctx, store)
+				return inorder.Ahead, nil
+			}
+			store = "held:b"
+			inorder.Reached(ctx, store)
+			return inorder.Applied, nil
+		})
+	}()
+	// An observer that needs a state that never comes, and says what it sees.
+	observer := make(chan error, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		observer <- g.Apply(ctx, "t", func(ctx context.Context) (inorder.Outcome, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			firstTry("observer")
+			inorder.Reached(ctx, store)
+			return inorder.Ahead, nil
+		})
+	}()
+	started.Wait()
+	// Another process frees the record; then an unrelated apply here wakes
+	// the observer (it needs no particular state) but not the reservation:
+	// that apply reports the record held by z.
+	err := g.Apply(context.Background(), "t", func(ctx context.Context) (inorder.Outcome, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		store = "free"
+		inorder.Reached(ctx, "held:z")
+		return inorder.Stale, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-reserve:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the reservation was not woken by the state the observer found")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if store != "held:b" {
+		t.Fatalf("store %q, want held:b", store)
+	}
+}

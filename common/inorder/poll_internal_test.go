@@ -25,21 +25,33 @@ func TestPollDelay(t *testing.T) {
 		{-1, true, 100 * time.Millisecond}, // Apply without versions
 	}
 	for _, c := range cases {
-		if got := g.pollDelay(e, c.version, c.moving, 0); got != c.want {
+		if got := g.pollDelay(e, c.version, -1, c.moving, 0); got != c.want {
 			t.Errorf("pollDelay(version %d, moving %v) = %v, want %v", c.version, c.moving, got, c.want)
 		}
 	}
 	// Without versions: doubled per idle poll, at most 8x; versioned
 	// waiters are ranked instead.
 	for idle, want := range []time.Duration{100, 200, 400, 800, 800} {
-		if got := g.pollDelay(e, -1, false, idle); got != want*time.Millisecond {
+		if got := g.pollDelay(e, -1, -1, false, idle); got != want*time.Millisecond {
 			t.Errorf("pollDelay(no version, %d idle polls) = %v, want %v", idle, got, want*time.Millisecond)
 		}
 	}
-	if got := g.pollDelay(e, 5, false, 3); got != 100*time.Millisecond {
+	// ... times one plus the Apply waiters that arrived earlier (at most 4x),
+	// at most 16 intervals.
+	ranked := &key{arrivals: map[int64]struct{}{3: {}, 4: {}, 7: {}}}
+	for _, c := range []struct {
+		seq  int64
+		idle int
+		want time.Duration
+	}{{3, 0, 100}, {4, 0, 200}, {7, 1, 600}, {9, 3, 1600}} {
+		if got := g.pollDelay(ranked, -1, c.seq, false, c.idle); got != c.want*time.Millisecond {
+			t.Errorf("pollDelay(no version, arrival %d, %d idle) = %v, want %v", c.seq, c.idle, got, c.want*time.Millisecond)
+		}
+	}
+	if got := g.pollDelay(e, 5, -1, false, 3); got != 100*time.Millisecond {
 		t.Errorf("versioned pollDelay after idle polls = %v, want the ranked 100ms", got)
 	}
-	if got := NewGate(time.Minute, WithPoll(2*time.Millisecond)).pollDelay(&key{}, 1, true, 0); got != time.Millisecond {
+	if got := NewGate(time.Minute, WithPoll(2*time.Millisecond)).pollDelay(&key{}, 1, -1, true, 0); got != time.Millisecond {
 		t.Errorf("fast poll of a 2ms interval = %v, want the 1ms floor", got)
 	}
 }

@@ -122,9 +122,11 @@ func (l *Listeners) apply(ctx context.Context, ticketID, orderID string, fn func
 			return inorder.Stale, nil
 		case errors.Is(err, domain.ErrHeldByOther):
 			inorder.Needs(ctx, holder("")) // a reservation waits for the ticket to be free
+			inorder.Reached(ctx, holder(t.OrderID))
 			return inorder.Ahead, nil
 		case errors.Is(err, domain.ErrNotYetReserved):
 			inorder.Needs(ctx, holder(orderID)) // a cancellation waits for its order's reservation
+			inorder.Reached(ctx, holder(t.OrderID))
 			return inorder.Ahead, nil
 		case apperr.Is(err, apperr.NotFound), apperr.Is(err, apperr.Invalid):
 			// Tickets are created here before any order can name them: an
