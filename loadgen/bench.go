@@ -46,7 +46,11 @@ func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error)
 			return nil, err
 		}
 	}
-	mc, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.MongoURI).SetMaxPoolSize(uint64(maxC+16)).SetTimeout(15*time.Second))
+	// The floor's client pools connections as the services' do
+	// (common/mongox.MaxPoolSize): the same client configuration, so that
+	// the ratio compares the work, not the pool (on the FerretDB stand-in
+	// a pool of 32 serves 64 workers faster than one of 80).
+	mc, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.MongoURI).SetMaxPoolSize(servicePoolSize).SetTimeout(15*time.Second))
 	if err != nil {
 		return nil, fmt.Errorf("mongo: %w", err)
 	}
@@ -66,6 +70,10 @@ func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error)
 	b.tickets = mc.Database(cfg.TicketsDB).Collection(cfg.TicketsColl)
 	return b, nil
 }
+
+// servicePoolSize is common/mongox.MaxPoolSize (the load generator does
+// not import the services' module).
+const servicePoolSize = 32
 
 // Close releases the connections.
 func (b *Bench) Close() {

@@ -27,6 +27,17 @@ const (
 	pingTimeout            = 5 * time.Second
 )
 
+// Connection pool defaults used by Connect; maxPoolSize and maxIdleTimeMS
+// in the URI win. The driver's defaults (100 connections, kept for ever)
+// suit a large client; a service replica here sends at most a few dozen
+// operations at once, and each open connection costs it memory (buffers)
+// and the server a connection. Idle connections left by a burst close
+// after MaxConnIdleTime.
+const (
+	MaxPoolSize     = 32
+	MaxConnIdleTime = time.Minute
+)
+
 // Connect connects to uri, pings the server and returns the client and the
 // database (database, or the one named in the URI when database is "").
 func Connect(ctx context.Context, uri, database string) (*mongo.Client, *mongo.Database, error) {
@@ -34,6 +45,8 @@ func Connect(ctx context.Context, uri, database string) (*mongo.Client, *mongo.D
 	opts := options.Client().
 		SetConnectTimeout(ConnectTimeout).
 		SetServerSelectionTimeout(ServerSelectionTimeout).
+		SetMaxPoolSize(MaxPoolSize).
+		SetMaxConnIdleTime(MaxConnIdleTime).
 		ApplyURI(uri)
 	if database == "" {
 		cs, err := connstringDatabase(uri)

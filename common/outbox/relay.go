@@ -73,15 +73,16 @@ type Relay struct {
 	log  *slog.Logger
 	opts Options
 
-	mu       sync.Mutex
-	queue    []any
-	state    map[any]int
-	snaps    map[any][][]Entry                   // handed-over snapshots of a document's pending entries, not yet processed
-	sent     map[any]map[primitive.ObjectID]bool // published by this relay and not to publish again (see forget)
-	retired  []retired                           // of sent: removal confirmed, forgotten after rememberRemoved
-	failures int                                 // consecutive publish failures; drives the poll backoff
-	wake     chan struct{}
-	pollNow  chan struct{}
+	mu        sync.Mutex
+	queue     []any
+	state     map[any]int
+	snaps     map[any][][]Entry               // handed-over snapshots of a document's pending entries, not yet processed
+	sent      map[primitive.ObjectID]struct{} // entries (ids are unique) published by this relay, not to publish again (see forget)
+	retired   []retired                       // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
+	retiredAt int
+	failures  int // consecutive publish failures; drives the poll backoff
+	wake      chan struct{}
+	pollNow   chan struct{}
 
 	pulls     chan pull // published entries to remove, batched by the remover
 	pullsDone chan struct{}
@@ -89,7 +90,6 @@ type Relay struct {
 
 // retired is a confirmed removal whose entries stay in sent a while longer.
 type retired struct {
-	id  any
 	ids []primitive.ObjectID
 	at  time.Time
 }
@@ -99,9 +99,12 @@ type retired struct {
 // taken just before the removal and arrive after it; were the entries
 // forgotten at once, it would publish them again, after newer entries of
 // the same document (harmless to version-checking consumers, but an
-// avoidable out-of-order duplicate). A snapshot older than this is not
-// expected; if one comes, it only duplicates (at least once).
-const rememberRemoved = time.Minute
+// avoidable out-of-order duplicate). Snapshots are handed over right after
+// the write that took them, so a few seconds cover it; a snapshot older
+// than this is not expected, and if one comes it only duplicates (at least
+// once). Remembering costs memory per entry published in that time: a
+// minute of a busy relay held tens of thousands of them.
+const rememberRemoved = 10 * time.Second
 
 // pull is the removal of one document's published entries.
 type pull struct {
@@ -123,7 +126,7 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 		opts:    opts.withDefaults(),
 		state:   map[any]int{},
 		snaps:   map[any][][]Entry{},
-		sent:    map[any]map[primitive.ObjectID]bool{},
+		sent:    map[primitive.ObjectID]struct{}{},
 		wake:    make(chan struct{}, 1),
 		pollNow: make(chan struct{}, 1),
 		pulls:   make(chan pull, 1024),
@@ -433,13 +436,8 @@ func (r *Relay) process(ctx context.Context, id any) error {
 	}
 	if len(published) > 0 {
 		r.mu.Lock()
-		m := r.sent[id]
-		if m == nil {
-			m = map[primitive.ObjectID]bool{}
-			r.sent[id] = m
-		}
 		for _, eid := range ids {
-			m[eid] = true
+			r.sent[eid] = struct{}{}
 		}
 		r.mu.Unlock()
 		// Not cancelled with ctx, and never dropped: Run flushes the
@@ -449,10 +447,11 @@ func (r *Relay) process(ctx context.Context, id any) error {
 	return pubErr
 }
 
-func (r *Relay) wasSent(id any, eid primitive.ObjectID) bool {
+func (r *Relay) wasSent(_ any, eid primitive.ObjectID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.sent[id][eid]
+	_, ok := r.sent[eid]
+	return ok
 }
 
 // maxPullBatch bounds the documents of one removal command. Small on
@@ -550,32 +549,33 @@ func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 		if err != nil {
 			// Still in the document: forget them now, so the poll
 			// publishes them again (at least once).
-			r.forget(p.id, p.ids)
+			r.forget(p.ids)
 			continue
 		}
 		// A read or a snapshot taken before this removal may still hold
 		// these entries: keep them as sent for a while (rememberRemoved).
-		r.retired = append(r.retired, retired{id: p.id, ids: p.ids, at: now})
+		r.retired = append(r.retired, retired{ids: p.ids, at: now})
 	}
-	n := 0
-	for n < len(r.retired) && now.Sub(r.retired[n].at) > rememberRemoved {
-		r.forget(r.retired[n].id, r.retired[n].ids)
-		n++
+	for r.retiredAt < len(r.retired) && now.Sub(r.retired[r.retiredAt].at) > rememberRemoved {
+		r.forget(r.retired[r.retiredAt].ids)
+		r.retired[r.retiredAt] = retired{}
+		r.retiredAt++
 	}
-	if n > 0 {
-		r.retired = append(r.retired[:0], r.retired[n:]...)
+	// Compact once the forgotten head is the larger part (amortised O(1),
+	// instead of copying the whole list at every removal).
+	if r.retiredAt > len(r.retired)/2 {
+		n := copy(r.retired, r.retired[r.retiredAt:])
+		clear(r.retired[n:])
+		r.retired = r.retired[:n]
+		r.retiredAt = 0
 	}
 	r.mu.Unlock()
 }
 
-// forget drops ids from the sent entries of document id; r.mu held.
-func (r *Relay) forget(id any, ids []primitive.ObjectID) {
-	m := r.sent[id]
+// forget drops ids from the sent entries; r.mu held.
+func (r *Relay) forget(ids []primitive.ObjectID) {
 	for _, eid := range ids {
-		delete(m, eid)
-	}
-	if len(m) == 0 {
-		delete(r.sent, id)
+		delete(r.sent, eid)
 	}
 }
 
