@@ -8,6 +8,8 @@
 // (package events), so a message that is ahead of a gap waits in Apply:
 // as soon as its predecessor is applied in this process it is woken and
 // retried; a short poll covers predecessors applied by another process.
+// The tries of one key run one at a time in a process: concurrent ones
+// would only race each other's conditional writes.
 // Only after maxWait does it give up with ErrGap (not acknowledged: the
 // server's redelivery after AckWait is the fallback across processes).
 package inorder
@@ -67,6 +69,11 @@ type Gate struct {
 
 type key struct {
 	changed chan struct{} // closed (and replaced) whenever an update on the key is applied
+	// turn is held while a try on the key runs: one at a time per key in
+	// this process. Concurrent tries on one record only race each other's
+	// conditional writes (one wins, the others read again and retry), which
+	// costs store round trips and wins nothing.
+	turn chan struct{}
 	users   int
 	// highest version applied (or found stale) through ApplyVersion while
 	// the key had waiters; lets a waiter for n sleep through wake-ups for
@@ -220,11 +227,17 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 	for n := 0; ; n++ {
 		// Take the channel before trying, so an Apply finishing between our
 		// try and our wait is not missed.
+		select {
+		case ent.turn <- struct{}{}:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 		g.mu.Lock()
 		changed := ent.changed
 		att := &attempt{retry: n > 0, likely: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
 		g.mu.Unlock()
 		out, err := try(context.WithValue(ctx, attemptKey{}, att))
+		<-ent.turn
 		if err != nil {
 			return err
 		}
@@ -359,7 +372,7 @@ func (g *Gate) acquire(k string) *key {
 	defer g.mu.Unlock()
 	e := g.keys[k]
 	if e == nil {
-		e = &key{changed: make(chan struct{})}
+		e = &key{changed: make(chan struct{}), turn: make(chan struct{}, 1)}
 		g.keys[k] = e
 	}
 	e.users++

@@ -105,7 +105,11 @@ func (r *recent) put(d doc) {
 	if r.docs == nil {
 		r.docs = make(map[primitive.ObjectID]doc)
 	}
-	if _, ok := r.docs[d.ID]; !ok && len(r.docs) >= recentSize {
+	old, ok := r.docs[d.ID]
+	if ok && old.Rev >= d.Rev {
+		return // a later write got here first (writers put after writing, in any order)
+	}
+	if !ok && len(r.docs) >= recentSize {
 		for id := range r.docs { // an arbitrary one: map order is random
 			delete(r.docs, id)
 			break
@@ -114,10 +118,14 @@ func (r *recent) put(d doc) {
 	r.docs[d.ID] = d
 }
 
-func (r *recent) forget(id primitive.ObjectID) {
+// forget drops the remembered state of id if it is at rev or older (the
+// write conditional on rev did not match): a newer one stays.
+func (r *recent) forget(id primitive.ObjectID, rev int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	delete(r.docs, id)
+	if d, ok := r.docs[id]; ok && d.Rev <= rev {
+		delete(r.docs, id)
+	}
 }
 
 // New returns a Store on db's tickets collection. n may be nil (the relay's
@@ -298,11 +306,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			err = mongox.Classify(err)
 		}
 		if err != nil {
-			s.recent.forget(oid)
+			s.recent.forget(oid, d.Rev)
 			return domain.Ticket{}, err
 		}
 		if !written {
-			s.recent.forget(oid)
+			s.recent.forget(oid, d.Rev)
 			if remembered {
 				continue // the remembered state was not current: read it
 			}
