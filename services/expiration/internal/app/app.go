@@ -74,7 +74,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 
 	relay := outbox.NewRelay(st.Coll(), conn, log, outbox.Options{})
 	sched := scheduler.New(st, relay.NotifyPending, cfg.Poll, log)
-	lst := listener.New(st, sched.Wake, log)
+	lst := listener.New(st, sched.WakeFor, log)
 	if err := lst.Subscribe(conn, cfg.AckWait, events.Logging(log)); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}

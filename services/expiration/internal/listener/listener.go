@@ -28,12 +28,13 @@ type Subscriber interface {
 // Listener schedules and drops expirations.
 type Listener struct {
 	store Store
-	wake  func()
+	wake  func(at time.Time)
 	log   *slog.Logger
 }
 
-// New returns a Listener that calls wake after scheduling (may be nil).
-func New(store Store, wake func(), log *slog.Logger) *Listener {
+// New returns a Listener that calls wake with the due time after
+// scheduling (may be nil).
+func New(store Store, wake func(at time.Time), log *slog.Logger) *Listener {
 	return &Listener{store: store, wake: wake, log: log}
 }
 
@@ -59,7 +60,7 @@ func (l *Listener) OrderCreated(ctx context.Context, e events.OrderCreatedEvent,
 	if scheduled {
 		l.log.Info("expiration scheduled", "orderId", e.ID, "expiresAt", e.ExpiresAt)
 		if l.wake != nil {
-			l.wake()
+			l.wake(e.ExpiresAt)
 		}
 	}
 	return nil

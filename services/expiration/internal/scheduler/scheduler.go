@@ -7,6 +7,7 @@ package scheduler
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/metrics"
@@ -30,6 +31,10 @@ type Scheduler struct {
 	poll   time.Duration
 	log    *slog.Logger
 	wake   chan struct{}
+	// target is when the scheduler looks at the store next (its timer);
+	// zero while it is looking, or before it first has.
+	mu     sync.Mutex
+	target time.Time
 	// Now is the clock (tests may replace it before Run).
 	Now func() time.Time
 }
@@ -66,6 +71,26 @@ func (s *Scheduler) Wake() {
 	}
 }
 
+// WakeFor is Wake for a new expiration due at at: it wakes the scheduler
+// only if at is before the time it looks at the store next anyway. Each
+// look is two queries (what is due, what is next), which on the FerretDB
+// stand-in scan the collection; an order whose expiration is later than
+// the next one due (the usual case: a fixed window) costs none.
+func (s *Scheduler) WakeFor(at time.Time) {
+	s.mu.Lock()
+	later := !s.target.IsZero() && !at.Before(s.target)
+	s.mu.Unlock()
+	if !later {
+		s.Wake()
+	}
+}
+
+func (s *Scheduler) setTarget(t time.Time) {
+	s.mu.Lock()
+	s.target = t
+	s.mu.Unlock()
+}
+
 // Run fires due expirations until ctx is done.
 func (s *Scheduler) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
@@ -77,6 +102,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-s.wake:
 		}
+		// Unknown while looking: an expiration stored meanwhile may be
+		// missed by this look, so WakeFor must wake for it.
+		s.setTarget(time.Time{})
 		wait, err := s.tick(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -91,6 +119,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			default:
 			}
 		}
+		s.setTarget(s.Now().Add(wait))
 		timer.Reset(wait)
 	}
 }

@@ -1,0 +1,116 @@
+package scheduler
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
+)
+
+// memStore is an in-memory Store: this unit test is about when the
+// scheduler looks at its store, not about the store (the app tests run the
+// scheduler on the real one).
+type memStore struct {
+	mu    sync.Mutex
+	due   map[string]time.Time
+	looks int // NextDue calls: one per look at the store
+}
+
+func (m *memStore) Due(_ context.Context, now time.Time, _ int) ([]domain.Expiration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []domain.Expiration
+	for id, at := range m.due {
+		if !at.After(now) {
+			out = append(out, domain.Expiration{OrderID: id, ExpiresAt: at})
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) NextDue(context.Context) (time.Time, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.looks++
+	var next time.Time
+	for _, at := range m.due {
+		if next.IsZero() || at.Before(next) {
+			next = at
+		}
+	}
+	return next, !next.IsZero(), nil
+}
+
+func (m *memStore) Fire(_ context.Context, id string, _ time.Time) ([]outbox.Entry, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.due[id]
+	delete(m.due, id)
+	return nil, ok, nil
+}
+
+func (m *memStore) add(id string, at time.Time) {
+	m.mu.Lock()
+	m.due[id] = at
+	m.mu.Unlock()
+}
+
+func (m *memStore) lookCount() int { m.mu.Lock(); defer m.mu.Unlock(); return m.looks }
+
+func (m *memStore) pending(id string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	_, ok := m.due[id]
+	return ok
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// An expiration due after the one the scheduler sleeps towards does not
+// make it look at the store; an earlier one does, and fires on time.
+func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
+	st := &memStore{due: map[string]time.Time{"first": time.Now().Add(time.Hour)}}
+	s := New(st, nil, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	waitFor(t, "the first look", func() bool { return st.lookCount() == 1 })
+	waitFor(t, "a target", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.target.IsZero() })
+
+	for i := 0; i < 10; i++ {
+		at := time.Now().Add(2 * time.Hour)
+		st.add("later"+string(rune('a'+i)), at)
+		s.WakeFor(at)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if n := st.lookCount(); n != 1 {
+		t.Fatalf("%d looks after 10 later expirations, want 1", n)
+	}
+
+	soon := time.Now().Add(30 * time.Millisecond)
+	st.add("soon", soon)
+	s.WakeFor(soon)
+	waitFor(t, "the earlier expiration fired", func() bool { return !st.pending("soon") })
+	if n := st.lookCount(); n < 2 {
+		t.Fatalf("%d looks, want a look for the earlier expiration", n)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
