@@ -13,6 +13,12 @@
 #   BENCH_BASE_URL=http://127.0.0.1:8080 BENCH_MONGO_URI=... BENCH_NATS_URL=... make bench
 #                                                      # an already running stack (no reset)
 #
+# PostgreSQL acknowledges a commit before flushing it to disk
+# (synchronous_commit=off; BENCH_PG_SYNCHRONOUS_COMMIT=on to change): a crash
+# may lose the last few hundred milliseconds but never corrupts, which is
+# what mongod's default write concern gives (w:1 without j: the journal is
+# flushed every 100 ms), the store the stand-in stands in for.
+#
 # Knobs (env): BENCH_RUN (3s per run), BENCH_CONCURRENCY (1,16,64),
 # BENCH_RATES (200,20 updates/s), BENCH_PROP (5s each), BENCH_OUT (bench/out),
 # BENCH_VIA_PROXY=1 (through the proxy, not straight to the services). Loopback only.
@@ -95,6 +101,7 @@ DO \$\$ BEGIN
 END \$\$;
 DROP DATABASE IF EXISTS ticketing_bench;
 CREATE DATABASE ticketing_bench OWNER ticketing_bench;
+ALTER DATABASE ticketing_bench SET synchronous_commit = '${BENCH_PG_SYNCHRONOUS_COMMIT:-off}';
 SQL
 	PG_URL="postgres://ticketing_bench:$PG_PASS@127.0.0.1:$PG_PORT/ticketing_bench"
 	log "starting the MongoDB stand-in (FerretDB, PostgreSQL backend) on :$MONGO_PORT"

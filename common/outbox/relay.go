@@ -106,6 +106,13 @@ type retired struct {
 // minute of a busy relay held tens of thousands of them.
 const rememberRemoved = 10 * time.Second
 
+// SnapshotMaxAge is the age up to which an entry in a snapshot handed to
+// NotifyPending is sure not to be published again if it was published
+// already (it is remembered; rememberRemoved is longer). A writer that
+// builds snapshots from state it remembers, rather than from the write's
+// result, uses remembered state only while its entries are younger.
+const SnapshotMaxAge = 5 * time.Second
+
 // pull is the removal of one document's published entries.
 type pull struct {
 	id      any
@@ -257,7 +264,10 @@ func (r *Relay) poll(ctx context.Context) error {
 		// While publishing fails, one document probes the broker; its
 		// success triggers a full poll at once (see finish).
 		if !failing || notified == 0 {
-			r.Notify(doc.ID)
+			// The entries just read are a snapshot like a writer's: the
+			// relay publishes from it without reading the document again
+			// (entries it has sent already are skipped).
+			r.NotifyPending(doc.ID, doc.Outbox...)
 			notified++
 		}
 	}
