@@ -106,13 +106,6 @@ type retired struct {
 // minute of a busy relay held tens of thousands of them.
 const rememberRemoved = 10 * time.Second
 
-// SnapshotMaxAge is the age up to which an entry in a snapshot handed to
-// NotifyPending is sure not to be published again if it was published
-// already (it is remembered; rememberRemoved is longer). A writer that
-// builds snapshots from state it remembers, rather than from the write's
-// result, uses remembered state only while its entries are younger.
-const SnapshotMaxAge = 5 * time.Second
-
 // pull is the removal of one document's published entries.
 type pull struct {
 	id      any

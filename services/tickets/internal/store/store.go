@@ -90,30 +90,15 @@ type recent struct {
 	docs map[primitive.ObjectID]doc
 }
 
-// get returns the remembered state of id if it may be written on: its
-// outbox (the snapshot after the last write, see Update) is short and
-// recent enough that handing it to the relay again republishes nothing the
-// relay has forgotten (outbox.SnapshotMaxAge). Otherwise Update reads.
 func (r *recent) get(id primitive.ObjectID) (doc, bool) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	d, ok := r.docs[id]
-	r.mu.Unlock()
-	if !ok || len(d.Outbox) > maxRememberedEntries {
-		return doc{}, false
-	}
-	for _, e := range d.Outbox {
-		if time.Since(e.CreatedAt) > outbox.SnapshotMaxAge {
-			return doc{}, false
-		}
-	}
-	return d, true
+	return d, ok
 }
 
-// maxRememberedEntries bounds the outbox a remembered state carries.
-const maxRememberedEntries = 8
-
 func (r *recent) put(d doc) {
-	d.Outbox = slices.Clone(d.Outbox)
+	d.Outbox = nil
 	d.Released = slices.Clone(d.Released)
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -297,16 +282,6 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 		update := bson.M{"$set": bson.M{"title": t.Title, "price": t.Price, "orderId": t.OrderID, "released": t.Released}}
 		bookkeeping := t.Title == read.Title && t.Price == read.Price && t.OrderID == read.OrderID &&
 			!slices.Equal(t.Released, read.Released)
-		// The outbox as stored after the write, for the relay: what was
-		// pending at the rev written on (read, or remembered from this
-		// process's last write) and this write's entry. A superset of the
-		// true one: the relay may have removed published entries since,
-		// without a new rev (only a push changes rev), and skips those it
-		// remembers publishing (outbox.SnapshotMaxAge). A conditional
-		// updateOne and this, rather than a findAndModify returning the
-		// outbox: on the stand-in that holds the collection's write turn
-		// more than twice as long (measured).
-		pending := d.Outbox
 		if !bookkeeping {
 			t.Version++
 			update["$inc"] = bson.M{"version": int64(1)}
@@ -315,10 +290,21 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 				return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
 			}
 			update = outbox.Push(update, entry)
-			pending = append(slices.Clip(d.Outbox), entry)
 		}
 		// Only if rev is still the one read (and rev+1 then).
-		written, err := mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
+		var written bool
+		var pending []outbox.Entry
+		var err error
+		if bookkeeping {
+			written, err = mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
+		} else {
+			// The same conditional write, returning the outbox as stored
+			// after it: the relay publishes from that, without a read.
+			inc := update["$inc"].(bson.M)
+			inc["rev"] = int64(1)
+			pending, written, err = outbox.UpdatePending(ctx, s.coll, bson.M{"_id": oid, "rev": d.Rev}, update)
+			err = mongox.Classify(err)
+		}
 		if err != nil {
 			s.recent.forget(oid, d.Rev)
 			return domain.Ticket{}, err
@@ -335,7 +321,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			continue
 		}
 		s.recent.put(doc{ID: oid, Title: t.Title, Price: t.Price, UserID: t.UserID, Version: t.Version,
-			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released, Outbox: pending})
+			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released})
 		if !bookkeeping {
 			s.notifyWritten(oid, pending...)
 		}
