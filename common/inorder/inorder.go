@@ -73,8 +73,8 @@ type key struct {
 	// this process. Concurrent tries on one record only race each other's
 	// conditional writes (one wins, the others read again and retry), which
 	// costs store round trips and wins nothing.
-	turn chan struct{}
-	users   int
+	turn  chan struct{}
+	users int
 	// highest version applied (or found stale) through ApplyVersion while
 	// the key had waiters; lets a waiter for n sleep through wake-ups for
 	// versions below n-1 instead of querying the store on each.
