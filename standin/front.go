@@ -21,23 +21,22 @@ const (
 	flagMoreToCome = 1 << 1
 )
 
-// writeCommands are serialised per namespace (database + collection):
-// FerretDB v1 runs the read and the write of a conditional update without
-// isolation, so concurrent conditional writes on one document can all
-// succeed. MongoDB lets exactly one through.
+// writeCommands are serialised with the writes that can interfere with
+// them: FerretDB v1 runs the read and the write of a conditional update
+// without isolation, so concurrent conditional writes on one document can
+// all succeed. MongoDB lets exactly one through.
 //
-// Why per namespace and not globally: a write command (insert, update,
-// delete, findAndModify) names exactly one collection, and a conditional
-// write can only race with writes that touch the same documents, i.e. writes
-// to the same collection of the same database. Serialising those keeps every
-// conditional write atomic against every other write that could change its
-// outcome, which is all the store contract asks (the 30-way races of
-// TestFrontSerialisesConditionalWrites and testenv's contract test target
-// one collection). Writes to different collections (different services,
-// the outbox of one service and the replica of another) cannot interfere
-// and now run in parallel: with one global token every service's writes
-// queued behind each other. FerretDB's backends cope with concurrent writes
-// to different collections (PostgreSQL: one table per collection; SQLite:
+// A write command (insert, update, delete, findAndModify) names exactly one
+// collection, and a conditional write can only race with writes that touch
+// the same documents. The front serialises the writes of one document
+// (named by _id in every statement's filter) with each other, and a write
+// it cannot pin to documents with every write of its collection (see
+// scope.go). That keeps every conditional write atomic against every other
+// write that could change its outcome, which is all the store contract asks
+// (the 30-way races of TestFrontSerialisesConditionalWrites and testenv's
+// contract test). History: one global token first, then one per collection;
+// each step measured a queue for the turn with CPU to spare. FerretDB's
+// backends cope with concurrent writes (PostgreSQL: row updates; SQLite:
 // WAL with a busy timeout, and FerretDB's own metadata lock for implicit
 // collection creation).
 var writeCommands = map[string]bool{
@@ -48,16 +47,16 @@ var writeCommands = map[string]bool{
 }
 
 // front is a MongoDB wire-protocol proxy: every client connection gets its
-// own backend connection; messages are forwarded unchanged, but only one
-// write command per namespace is in flight at a time, from sending the
-// request to receiving its reply. Reads stay parallel.
+// own backend connection; messages are forwarded unchanged, but a write
+// command is held from sending the request to receiving its reply against
+// the writes it could interfere with (writeCommands). Reads stay parallel.
 type front struct {
 	ln      net.Listener
 	backend string // TCP address of FerretDB
 	log     *slog.Logger
 
 	mu     sync.Mutex
-	tokens map[string]chan struct{} // namespace -> its write token (capacity 1)
+	colls  map[string]*collLock // namespace -> its write lock
 	conns  map[net.Conn]struct{}
 	counts map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
 	closed bool
@@ -66,7 +65,7 @@ type front struct {
 }
 
 func newFront(ln net.Listener, backend string, log *slog.Logger) *front {
-	return &front{ln: ln, backend: backend, log: log, tokens: map[string]chan struct{}{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	return &front{ln: ln, backend: backend, log: log, colls: map[string]*collLock{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 }
 
 func (f *front) serve() {
@@ -84,26 +83,37 @@ func (f *front) serve() {
 	}
 }
 
-// token returns the write token of namespace ns. Tokens are never removed:
-// there is one per collection ever written through this front, a few bytes
-// each, which is bounded enough for test and development servers.
-func (f *front) token(ns string) chan struct{} {
+// collLock returns the write lock of namespace ns. Locks are never removed:
+// there is one per collection ever written through this front, a few
+// kilobytes each, which is bounded enough for test and development servers.
+func (f *front) collLock(ns string) *collLock {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t, ok := f.tokens[ns]
+	l, ok := f.colls[ns]
 	if !ok {
-		t = make(chan struct{}, 1)
-		f.tokens[ns] = t
+		l = &collLock{}
+		f.colls[ns] = l
 	}
-	return t
+	return l
 }
 
 // count adds one command to the counts when counting is on.
 func (f *front) count(msg []byte, name string) {
 	f.mu.Lock()
+	on := f.counts != nil
+	f.mu.Unlock()
+	if on {
+		f.add(namespaceOf(msg)+" "+name, 1)
+	}
+}
+
+// add adds n to the count named key when counting is on ("<ns>
+// write_turn_us": how long the namespace's write turn was held).
+func (f *front) add(key string, n int64) {
+	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.counts != nil {
-		f.counts[namespaceOf(msg)+" "+name]++
+		f.counts[key] += n
 	}
 }
 
@@ -161,8 +171,10 @@ type pair struct {
 	client, backend net.Conn
 
 	mu      sync.Mutex
-	held    chan struct{} // the write token this pair holds, nil if none
-	waitFor int32         // requestID whose reply releases it
+	held    func() // releases the write lock this pair holds, nil if none
+	waitFor int32  // requestID whose reply releases it
+	heldNS  string // its namespace and since when (for the counts)
+	heldAt  time.Time
 	done    chan struct{}
 }
 
@@ -210,15 +222,21 @@ func (p *pair) requests() {
 		buf = msg[:0]
 		name, reply := commandOf(msg)
 		p.f.count(msg, name)
-		if reply && writeCommands[strings.ToLower(name)] {
-			tok := p.f.token(namespaceOf(msg))
+		if lname := strings.ToLower(name); reply && writeCommands[lname] {
+			ns := namespaceOf(msg)
+			// Blocks until the interfering writes are answered; a pair
+			// whose connection dies releases what it holds (handle), so
+			// this always returns.
+			unlock := p.f.collLock(ns).lock(writeScope(msg, lname))
 			select {
-			case tok <- struct{}{}:
 			case <-p.done:
+				unlock()
 				return
+			default:
 			}
 			p.mu.Lock()
-			p.held, p.waitFor = tok, int32(binary.LittleEndian.Uint32(msg[4:8]))
+			p.held, p.waitFor = unlock, int32(binary.LittleEndian.Uint32(msg[4:8]))
+			p.heldNS, p.heldAt = ns, time.Now()
 			p.mu.Unlock()
 		}
 		if _, err := p.backend.Write(msg); err != nil {
@@ -248,8 +266,9 @@ func (p *pair) release(responseTo int32, always bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.held != nil && (always || responseTo == p.waitFor) {
-		<-p.held
+		p.held()
 		p.held = nil
+		p.f.add(p.heldNS+" write_turn_us", time.Since(p.heldAt).Microseconds())
 	}
 }
 

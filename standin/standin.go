@@ -57,6 +57,8 @@ type Server struct {
 	tempDir string
 	uri     string
 	direct  string
+	// indexing is closed when the _id indexer (PostgreSQL only) stopped.
+	indexing chan struct{}
 }
 
 // Start starts FerretDB on a private loopback port and the front on
@@ -132,6 +134,10 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.front = newFront(ln, backend, log)
 	s.front.wg.Add(1)
 	go s.front.serve()
+	if o.Handler == "postgresql" {
+		s.indexing = make(chan struct{})
+		go func() { defer close(s.indexing); indexIDs(runCtx, o.PostgreSQLURL, time.Second, log) }()
+	}
 	if o.CountEvery > 0 {
 		s.front.counts = map[string]int64{}
 		s.front.wg.Add(1)
@@ -157,6 +163,9 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	<-s.done
+	if s.indexing != nil {
+		<-s.indexing
+	}
 	if s.tempDir != "" {
 		if rerr := os.RemoveAll(s.tempDir); err == nil {
 			err = rerr
