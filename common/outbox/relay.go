@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -80,6 +81,8 @@ type Relay struct {
 	sent      map[primitive.ObjectID]struct{} // entries (ids are unique) published by this relay, not to publish again (see forget)
 	retired   []retired                       // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
 	retiredAt int
+	stateHigh int // the most documents state held since it was last made anew (shrinkIdle)
+	sentHigh  int // the same for sent
 	failures  int // consecutive publish failures; drives the poll backoff
 	wake      chan struct{}
 	pollNow   chan struct{}
@@ -163,6 +166,7 @@ func (r *Relay) NotifyPending(docID any, pending ...Entry) {
 	case 0:
 		r.state[docID] = queued
 		r.queue = append(r.queue, docID)
+		r.stateHigh = max(r.stateHigh, len(r.state))
 	case running:
 		r.state[docID] = dirty
 	}
@@ -350,6 +354,7 @@ func (r *Relay) finish(id any, err error) {
 	}
 	delete(r.state, id)
 	delete(r.snaps, id) // after a failure the poll reads the document again
+	r.shrinkState()
 	r.mu.Unlock()
 	if err == nil && wasFailing {
 		signal(r.pollNow) // the broker is back: deliver the rest now, not after the backoff
@@ -441,6 +446,7 @@ func (r *Relay) process(ctx context.Context, id any) error {
 		r.mu.Lock()
 		for _, eid := range ids {
 			r.sent[eid] = struct{}{}
+			r.sentHigh = max(r.sentHigh, len(r.sent))
 		}
 		r.mu.Unlock()
 		// Not cancelled with ctx, and never dropped: Run flushes the
@@ -571,8 +577,47 @@ func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 		clear(r.retired[n:])
 		r.retired = r.retired[:n]
 		r.retiredAt = 0
+		if cap(r.retired) > shrinkAbove && n < cap(r.retired)/8 {
+			r.retired = slices.Clone(r.retired) // let a burst's large array go
+		}
 	}
+	r.shrinkSent()
 	r.mu.Unlock()
+}
+
+// Go maps keep the memory of their largest size. A burst (a few thousand
+// writes a second) left the relay's bookkeeping that large for good, about
+// as much as the rest of a service's heap; so a map that has fallen to an
+// eighth of its high mark is copied into a new one. r.mu held.
+const shrinkAbove = 256
+
+func (r *Relay) shrinkState() {
+	if r.stateHigh <= shrinkAbove || len(r.state) > r.stateHigh/8 {
+		return
+	}
+	state := make(map[any]int, len(r.state))
+	for k, v := range r.state {
+		state[k] = v
+	}
+	snaps := make(map[any][][]Entry, len(r.snaps))
+	for k, v := range r.snaps {
+		snaps[k] = v
+	}
+	r.state, r.snaps, r.stateHigh = state, snaps, len(state)
+	if len(r.queue) == 0 {
+		r.queue = nil
+	}
+}
+
+func (r *Relay) shrinkSent() {
+	if r.sentHigh <= shrinkAbove || len(r.sent) > r.sentHigh/8 {
+		return
+	}
+	sent := make(map[primitive.ObjectID]struct{}, len(r.sent))
+	for k := range r.sent {
+		sent[k] = struct{}{}
+	}
+	r.sent, r.sentHigh = sent, len(sent)
 }
 
 // forget drops ids from the sent entries; r.mu held.
