@@ -197,6 +197,16 @@ func (f *front) handle(client net.Conn) {
 		once.Do(func() {
 			close(p.done)
 			client.Close()
+			if p.holding() {
+				// The backend is still executing a write: keep reading
+				// until its reply (replies), and release its turn only
+				// then. Released at once, the next write of the same
+				// documents would run beside it in FerretDB, and the older
+				// one could write a stale document over the newer (seen:
+				// a client timing out, then lost versions).
+				backend.SetReadDeadline(time.Now().Add(drainTimeout))
+				return
+			}
 			backend.Close()
 		})
 	}
@@ -205,6 +215,7 @@ func (f *front) handle(client net.Conn) {
 	go func() { defer wg.Done(); defer stop(); p.requests() }()
 	go func() { defer wg.Done(); defer stop(); p.replies() }()
 	wg.Wait()
+	backend.Close()
 	p.release(0, true)
 	f.untrack(client)
 	f.untrack(backend)
@@ -256,10 +267,26 @@ func (p *pair) replies() {
 		}
 		buf = msg[:0]
 		p.release(int32(binary.LittleEndian.Uint32(msg[8:12])), false)
-		if _, err := p.client.Write(msg); err != nil {
-			return
+		_, err = p.client.Write(msg)
+		select {
+		case <-p.done:
+			err = net.ErrClosed
+		default:
+		}
+		if err != nil && !p.holding() {
+			return // the client is gone and no write of it is running
 		}
 	}
+}
+
+// drainTimeout bounds how long a pair whose client went away waits for the
+// reply to its running write before giving the write turn back anyway.
+const drainTimeout = 2 * time.Minute
+
+func (p *pair) holding() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.held != nil
 }
 
 func (p *pair) release(responseTo int32, always bool) {
