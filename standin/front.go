@@ -55,13 +55,18 @@ type front struct {
 	backend string // TCP address of FerretDB
 	log     *slog.Logger
 
-	mu     sync.Mutex
-	colls  map[string]*collLock // namespace -> its write lock
-	conns  map[net.Conn]struct{}
-	counts map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
-	closed bool
-	done   chan struct{} // closed by close
-	wg     sync.WaitGroup
+	mu    sync.Mutex
+	colls map[string]*collLock // namespace -> its write lock
+	// perDocument: serialise writes per document (scope.go) rather than
+	// per collection. PostgreSQL only: SQLite runs one writer at a time
+	// anyway, and with many writes waiting on it FerretDB's SQLite pool
+	// starved reads (e2e: reads timing out for minutes).
+	perDocument bool
+	conns       map[net.Conn]struct{}
+	counts      map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
+	closed      bool
+	done        chan struct{} // closed by close
+	wg          sync.WaitGroup
 }
 
 func newFront(ln net.Listener, backend string, log *slog.Logger) *front {
@@ -238,7 +243,11 @@ func (p *pair) requests() {
 			// Blocks until the interfering writes are answered; a pair
 			// whose connection dies releases what it holds (handle), so
 			// this always returns.
-			unlock := p.f.collLock(ns).lock(writeScope(msg, lname))
+			sc := scope{whole: true}
+			if p.f.perDocument {
+				sc = writeScope(msg, lname)
+			}
+			unlock := p.f.collLock(ns).lock(sc)
 			select {
 			case <-p.done:
 				unlock()

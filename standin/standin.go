@@ -132,6 +132,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return fail(fmt.Errorf("standin: listen %s: %w", o.Listen, err))
 	}
 	s.front = newFront(ln, backend, log)
+	s.front.perDocument = o.Handler == "postgresql"
 	s.front.wg.Add(1)
 	go s.front.serve()
 	if o.Handler == "postgresql" {
