@@ -74,18 +74,19 @@ type Relay struct {
 	log  *slog.Logger
 	opts Options
 
-	mu        sync.Mutex
-	queue     []any
-	state     map[any]int
-	snaps     map[any][][]Entry               // handed-over snapshots of a document's pending entries, not yet processed
-	sent      map[primitive.ObjectID]struct{} // entries (ids are unique) published by this relay, not to publish again (see forget)
-	retired   []retired                       // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
-	retiredAt int
-	stateHigh int // the most documents state held since it was last made anew (shrinkIdle)
-	sentHigh  int // the same for sent
-	failures  int // consecutive publish failures; drives the poll backoff
-	wake      chan struct{}
-	pollNow   chan struct{}
+	mu           sync.Mutex
+	queue        []any
+	state        map[any]int
+	snaps        map[any][][]Entry               // handed-over snapshots of a document's pending entries, not yet processed
+	sent         map[primitive.ObjectID]struct{} // entries (ids are unique) published by this relay, not to publish again (see forget)
+	retired      []retired                       // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
+	retiredAt    int
+	lastFullPoll time.Time // see fullPollInterval; only Run's goroutine uses it
+	stateHigh    int       // the most documents state held since it was last made anew (shrinkState)
+	sentHigh     int       // the same for sent
+	failures     int       // consecutive publish failures; drives the poll backoff
+	wake         chan struct{}
+	pollNow      chan struct{}
 
 	pulls     chan pull // published entries to remove, batched by the remover
 	pullsDone chan struct{}
@@ -232,9 +233,21 @@ func (r *Relay) nextDelay() time.Duration {
 	return min(d, r.opts.MaxBackoff)
 }
 
+// fullPollInterval: how often a poll looks at the entries themselves
+// rather than the pending count (the first poll after start does too).
+// It is the safety net for a count that is too low, which would hide a
+// document's entries from every other poll: a writer that does not keep
+// the count (seen: one overwrote Push's $inc), or a hand-made change. On
+// the FerretDB stand-in it decodes the whole collection, so not often.
+const fullPollInterval = time.Minute
+
 // poll queues every document with pending entries and updates the backlog gauge.
 func (r *Relay) poll(ctx context.Context) error {
-	cur, err := r.coll.Find(ctx, pendingFilter(),
+	filter := pendingFilter()
+	if now := time.Now(); now.Sub(r.lastFullPoll) >= fullPollInterval {
+		filter, r.lastFullPoll = bson.M{Field + ".0": bson.M{"$exists": true}}, now
+	}
+	cur, err := r.coll.Find(ctx, filter,
 		options.Find().SetProjection(bson.M{Field: 1, PendingField: 1}).SetLimit(int64(r.opts.BatchSize)))
 	if err != nil {
 		return err

@@ -279,7 +279,8 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 		} else {
 			// The same conditional write, returning the outbox as stored
 			// after it, for the relay to publish from without a read.
-			update["$inc"] = bson.M{"rev": int64(1)}
+			// Into Push's $inc (it counts the pending entries), not over it.
+			update["$inc"].(bson.M)["rev"] = int64(1)
 			stored, written, err = outbox.UpdatePending(ctx, s.orders, bson.M{"_id": d.ID, "rev": d.Rev}, update)
 			if err != nil && !mongox.IsDuplicateKey(err) {
 				err = mongox.Classify(err)

@@ -42,14 +42,21 @@ func mustTicket(tb testing.TB, s *store.Store, title string, price float64) doma
 	return t
 }
 
+// outboxOf returns the order's pending entries, and fails the test if the
+// document's pending count (what the relay's poll finds documents by) is
+// not their number: a count too low hides entries from the poll.
 func outboxOf(tb testing.TB, db *mongo.Database, id string) []outbox.Entry {
 	tb.Helper()
 	oid, _ := primitive.ObjectIDFromHex(id)
 	var doc struct {
-		Outbox []outbox.Entry `bson:"outbox"`
+		Outbox  []outbox.Entry `bson:"outbox"`
+		Pending int64          `bson:"outboxPending"`
 	}
 	if err := db.Collection(store.OrdersCollection).FindOne(context.Background(), bson.M{"_id": oid}).Decode(&doc); err != nil {
 		tb.Fatal(err)
+	}
+	if doc.Pending != int64(len(doc.Outbox)) {
+		tb.Fatalf("order %s: %s %d with %d entries", id, outbox.PendingField, doc.Pending, len(doc.Outbox))
 	}
 	return doc.Outbox
 }
