@@ -1,6 +1,7 @@
 package standin
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/semaphore"
 )
 
 // Wire protocol constants (MongoDB wire protocol).
@@ -62,15 +65,27 @@ type front struct {
 	// anyway, and with many writes waiting on it FerretDB's SQLite pool
 	// starved reads (e2e: reads timing out for minutes).
 	perDocument bool
-	conns       map[net.Conn]struct{}
-	counts      map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
-	closed      bool
-	done        chan struct{} // closed by close
-	wg          sync.WaitGroup
+	// slots bounds the writes FerretDB runs at once when they are
+	// serialised per document (see writeSlots).
+	slots  *semaphore.Weighted
+	conns  map[net.Conn]struct{}
+	counts map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
+	closed bool
+	done   chan struct{} // closed by close
+	wg     sync.WaitGroup
 }
 
+// writeSlots: with writes serialised per document, many run in FerretDB at
+// once, and FerretDB v1 holds one of its 50 PostgreSQL connections per
+// statement until the whole command returns, so a few dozen bulk writes
+// took every connection while each waited for more: the stand-in hung
+// (benchmark, 64 order cycles at once). Each write takes a slot per
+// statement (scope.weight); 24 leave the rest of the pool to reads, which
+// need one connection each and always finish.
+const writeSlots = 24
+
 func newFront(ln net.Listener, backend string, log *slog.Logger) *front {
-	return &front{ln: ln, backend: backend, log: log, colls: map[string]*collLock{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
+	return &front{slots: semaphore.NewWeighted(writeSlots), ln: ln, backend: backend, log: log, colls: map[string]*collLock{}, conns: map[net.Conn]struct{}{}, done: make(chan struct{})}
 }
 
 func (f *front) serve() {
@@ -244,10 +259,22 @@ func (p *pair) requests() {
 			// whose connection dies releases what it holds (handle), so
 			// this always returns.
 			sc := scope{whole: true}
+			var release func()
 			if p.f.perDocument {
 				sc = writeScope(msg, lname)
+				// Slots before locks: a write holding slots waits only for
+				// writes that hold theirs and are running.
+				w := sc.weight()
+				if err := p.f.slots.Acquire(context.Background(), w); err != nil {
+					return
+				}
+				release = func() { p.f.slots.Release(w) }
 			}
 			unlock := p.f.collLock(ns).lock(sc)
+			if release != nil {
+				unlockDocs := unlock
+				unlock = func() { unlockDocs(); release() }
+			}
 			select {
 			case <-p.done:
 				unlock()

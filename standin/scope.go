@@ -35,6 +35,23 @@ type scope struct {
 	docs  []string // else: these documents (their _id, type byte + raw value)
 }
 
+// weight is how many of FerretDB's connections the write may hold at once:
+// one per statement (a whole-collection write: as many as a bulk may have).
+func (s scope) weight() int64 {
+	switch {
+	case s.whole:
+		return maxStatementsWeight
+	case len(s.docs) == 0:
+		return 1 // an insert
+	default:
+		return int64(min(len(s.docs), maxStatementsWeight))
+	}
+}
+
+// maxStatementsWeight caps a write's weight (common/outbox removes at most
+// 8 documents per bulk write for the same reason).
+const maxStatementsWeight = 8
+
 // writeScope returns the scope of write command cmd (lower-case) in msg.
 func writeScope(msg []byte, cmd string) scope {
 	body, seqs, ok := sections(msg)
