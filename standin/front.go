@@ -363,34 +363,14 @@ func commandOf(msg []byte) (name string, reply bool) {
 	if len(msg) < headerLen+4 || int32(binary.LittleEndian.Uint32(msg[12:16])) != opMsg {
 		return "", true
 	}
-	flags := binary.LittleEndian.Uint32(msg[16:20])
-	reply = flags&flagMoreToCome == 0
-	end := len(msg)
-	if flags&flagChecksum != 0 {
-		end -= 4
+	reply = binary.LittleEndian.Uint32(msg[16:20])&flagMoreToCome == 0
+	doc := bodyOf(msg)
+	if len(doc) < 6 || doc[4] == 0 { // body: a BSON document; its first element names the command
+		return "", reply
 	}
-	for i := headerLen + 4; i < end; {
-		kind := msg[i]
-		i++
-		if i+4 > end {
-			return "", reply
-		}
-		size := int(binary.LittleEndian.Uint32(msg[i : i+4]))
-		if size < 5 || i+size > end {
-			return "", reply
-		}
-		if kind == 0 { // body: a BSON document; its first element names the command
-			doc := msg[i : i+size]
-			if doc[4] == 0 {
-				return "", reply
-			}
-			key := doc[5:]
-			if j := indexByte(key, 0); j >= 0 {
-				return string(key[:j]), reply
-			}
-			return "", reply
-		}
-		i += size // kind 1: document sequence, size includes itself
+	key := doc[5:]
+	if j := indexByte(key, 0); j >= 0 {
+		return string(key[:j]), reply
 	}
 	return "", reply
 }
@@ -445,30 +425,44 @@ func namespaceOf(msg []byte) string {
 
 // bodyOf returns the body document (section kind 0) of an OP_MSG, or nil.
 func bodyOf(msg []byte) []byte {
+	var body []byte
+	eachSection(msg, func(kind byte, data []byte) bool {
+		if kind == 0 {
+			body = data
+			return false
+		}
+		return true
+	})
+	return body
+}
+
+// eachSection calls f with each section of an OP_MSG (its kind and its
+// bytes, size included) until f returns false; it reports false if msg is
+// not a well-formed OP_MSG as far as it read.
+func eachSection(msg []byte, f func(kind byte, data []byte) bool) bool {
 	if len(msg) < headerLen+4 || int32(binary.LittleEndian.Uint32(msg[12:16])) != opMsg {
-		return nil
+		return false
 	}
-	flags := binary.LittleEndian.Uint32(msg[16:20])
 	end := len(msg)
-	if flags&flagChecksum != 0 {
+	if binary.LittleEndian.Uint32(msg[16:20])&flagChecksum != 0 {
 		end -= 4
 	}
 	for i := headerLen + 4; i < end; {
 		kind := msg[i]
 		i++
 		if i+4 > end {
-			return nil
+			return false
 		}
 		size := int(binary.LittleEndian.Uint32(msg[i : i+4]))
 		if size < 5 || i+size > end {
-			return nil
+			return false
 		}
-		if kind == 0 {
-			return msg[i : i+size]
+		if !f(kind, msg[i:i+size]) {
+			return true
 		}
-		i += size
+		i += size // kind 1: document sequence, size includes itself
 	}
-	return nil
+	return true
 }
 
 // bsonString decodes a BSON string value (int32 length incl. NUL, bytes, NUL).

@@ -132,41 +132,28 @@ func idKey(filter bson.Raw) (string, bool) {
 
 // sections splits an OP_MSG into its body and its document sequences.
 func sections(msg []byte) (body bson.Raw, seqs map[string][]bson.Raw, ok bool) {
-	if len(msg) < headerLen+4 || int32(binary.LittleEndian.Uint32(msg[12:16])) != opMsg {
-		return nil, nil, false
-	}
-	flags := binary.LittleEndian.Uint32(msg[16:20])
-	end := len(msg)
-	if flags&flagChecksum != 0 {
-		end -= 4
-	}
-	for i := headerLen + 4; i < end; {
-		kind := msg[i]
-		i++
-		if i+4 > end {
-			return nil, nil, false
-		}
-		size := int(binary.LittleEndian.Uint32(msg[i : i+4]))
-		if size < 5 || i+size > end {
-			return nil, nil, false
-		}
+	bad := false // f stops eachSection early on a malformed sequence
+	ok = eachSection(msg, func(kind byte, data []byte) bool {
 		switch kind {
 		case 0:
-			body = bson.Raw(msg[i : i+size])
+			body = bson.Raw(data)
+			return true
 		case 1:
-			sec := msg[i+4 : i+size]
+			sec := data[4:]
 			j := indexByte(sec, 0)
 			if j < 0 {
-				return nil, nil, false
+				bad = true
+				return false
 			}
 			name := string(sec[:j])
 			for rest := sec[j+1:]; len(rest) > 0; {
-				if len(rest) < 5 {
-					return nil, nil, false
+				n := 0
+				if len(rest) >= 5 {
+					n = int(binary.LittleEndian.Uint32(rest))
 				}
-				n := int(binary.LittleEndian.Uint32(rest))
 				if n < 5 || n > len(rest) {
-					return nil, nil, false
+					bad = true
+					return false
 				}
 				if seqs == nil {
 					seqs = map[string][]bson.Raw{}
@@ -174,12 +161,13 @@ func sections(msg []byte) (body bson.Raw, seqs map[string][]bson.Raw, ok bool) {
 				seqs[name] = append(seqs[name], bson.Raw(rest[:n]))
 				rest = rest[n:]
 			}
+			return true
 		default:
-			return nil, nil, false
+			bad = true
+			return false
 		}
-		i += size
-	}
-	return body, seqs, body != nil
+	})
+	return body, seqs, ok && !bad && body != nil
 }
 
 // stripes per collection: documents hash onto them; two documents on one

@@ -84,6 +84,12 @@ func TestWriteScope(t *testing.T) {
 			}
 		})
 	}
+	// A document sequence whose document overruns it: the whole collection.
+	bad := opMsgWith(t, body("update"), "updates", upd(bson.D{{Key: "_id", Value: a}}))
+	putU32(bad[16+4+1+4+len("updates\x00"):], 0xFFFF)
+	if s := writeScope(bad, "update"); !s.whole {
+		t.Fatalf("writeScope of a malformed sequence = %+v, want the whole collection", s)
+	}
 	// The same _id gives the same key, another one another key.
 	k := func(id any) string {
 		return writeScope(opMsgWith(t, body("update"), "updates", upd(bson.D{{Key: "_id", Value: id}})), "update").docs[0]
