@@ -21,7 +21,10 @@
 #
 # Knobs (env): BENCH_RUN (3s per run), BENCH_CONCURRENCY (1,16,64),
 # BENCH_RATES (200,20 updates/s), BENCH_PROP (5s each), BENCH_OUT (bench/out),
-# BENCH_VIA_PROXY=1 (through the proxy, not straight to the services). Loopback only.
+# BENCH_VIA_PROXY=1 (through the proxy, not straight to the services),
+# BENCH_STORE_COUNTS=1s (the stand-in logs commands per collection to
+# bench/out/standin.log), BENCH_STORE_PPROF=127.0.0.1:6060 (the stand-in's CPU
+# profile), BENCH_PG_SYNCHRONOUS_COMMIT (off). Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
