@@ -439,7 +439,7 @@ func (r *Relay) process(ctx context.Context, id any) error {
 			r.log.Error("outbox entry does not decode", "id", id, "err", err)
 			break
 		}
-		if r.wasSent(id, e.ID) {
+		if r.wasSent(e.ID) {
 			continue // published from an earlier snapshot; its removal is under way
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
@@ -469,7 +469,7 @@ func (r *Relay) process(ctx context.Context, id any) error {
 	return pubErr
 }
 
-func (r *Relay) wasSent(_ any, eid primitive.ObjectID) bool {
+func (r *Relay) wasSent(eid primitive.ObjectID) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.sent[eid]
