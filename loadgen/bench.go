@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -182,6 +183,9 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 			return nil, err
 		}
 		add := func(name, floorName string, op, fop Op) {
+			if !cfg.selected(name) {
+				return
+			}
 			b.settle(ctx, r)
 			// The floor's lookups scan as many documents as the service's.
 			if n, err := b.tickets.CountDocuments(ctx, bson.M{}); err == nil {
@@ -218,12 +222,17 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	}
 	// Convergence and the lower rates first: a rate the system cannot keep
 	// up with leaves a backlog behind.
-	b.settle(ctx, r)
-	ct, err := b.newTickets(ctx, cfg.ConvRounds, true)
-	if err != nil {
-		return nil, err
+	if !cfg.selected("propagation") {
+		cfg.Rates, cfg.ConvRounds = nil, 0
 	}
-	r.Convergence = RunConvergence(ctx, b.api, b.seller, b.replica, ct, cfg.ConvUpdates)
+	if cfg.ConvRounds > 0 {
+		b.settle(ctx, r)
+		ct, err := b.newTickets(ctx, cfg.ConvRounds, true)
+		if err != nil {
+			return nil, err
+		}
+		r.Convergence = RunConvergence(ctx, b.api, b.seller, b.replica, ct, cfg.ConvUpdates)
+	}
 	rates := append([]int(nil), cfg.Rates...)
 	sort.Ints(rates)
 	for _, rate := range rates {
@@ -246,6 +255,20 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	r.DurationS = time.Since(r.StartedAt).Round(time.Second).Seconds()
 	r.Evaluate()
 	return r, nil
+}
+
+// selected tells whether the workload name is to run (Config.Only).
+func (c Config) selected(name string) bool {
+	if len(c.Only) == 0 {
+		return true
+	}
+	name = strings.ToLower(name)
+	for _, o := range c.Only {
+		if strings.Contains(name, o) {
+			return true
+		}
+	}
+	return false
 }
 
 // settle waits (at most 45 s) until no document of the service databases

@@ -20,6 +20,7 @@
 # flushed every 100 ms), the store the stand-in stands in for.
 #
 # Knobs (env): BENCH_RUN (3s per run), BENCH_CONCURRENCY (1,16,64),
+# BENCH_ONLY (workloads whose names contain one of these, e.g. PUT,propagation),
 # BENCH_RATES (200,20 updates/s), BENCH_PROP (5s each), BENCH_OUT (bench/out),
 # BENCH_VIA_PROXY=1 (through the proxy, not straight to the services),
 # BENCH_STORE_COUNTS=1s (the stand-in logs commands per collection to

@@ -36,12 +36,17 @@ type Config struct {
 	Run, Warmup                             time.Duration
 	PropDuration                            time.Duration
 	ConvRounds, ConvUpdates                 int
-	Procs                                   string
-	BinDir                                  string
-	OutDir                                  string
-	StoreLabel                              string
-	Direct                                  bool
-	Rates                                   []int
+	// Only, when not empty, limits the run to the HTTP workloads whose name
+	// contains one of these (case-insensitive), and skips convergence and
+	// propagation unless "propagation" is one of them: for profiling one
+	// workload.
+	Only       []string
+	Procs      string
+	BinDir     string
+	OutDir     string
+	StoreLabel string
+	Direct     bool
+	Rates      []int
 }
 
 func env(name, def string) string {
@@ -98,8 +103,14 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.OutDir, "out", env("BENCH_OUT", "bench/out"), "output directory")
 	fs.StringVar(&c.StoreLabel, "store", env("BENCH_STORE", "MongoDB-protocol server"), "label of the store in the report")
 	fs.BoolVar(&c.Direct, "direct", env("BENCH_VIA_PROXY", "") == "", "send requests straight to the service processes found in -bin-dir (their PORT), not through -base (BENCH_VIA_PROXY=1 turns it off)")
+	only := fs.String("only", env("BENCH_ONLY", ""), "comma-separated parts of workload names to run (\"PUT\", \"orders\", \"propagation\"); default all (BENCH_ONLY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
+	}
+	for _, o := range strings.Split(*only, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			c.Only = append(c.Only, strings.ToLower(o))
+		}
 	}
 	var err error
 	if c.Concurrency, err = ParseConcurrency(*conc); err != nil {

@@ -26,6 +26,15 @@ import (
 // and then every interval, so collections created later get theirs within
 // a second. FerretDB does not know about the index; it only makes its
 // queries faster, and it goes away with the table.
+//
+// The index is built with jsonb_path_ops (it answers @>, all FerretDB asks
+// of it, with smaller entries) and fastupdate off. With fastupdate on (the
+// default), new entries go to a pending list that every lookup scans until
+// a vacuum merges it; after a burst of thousands of inserts, lookups and
+// conditional writes slowed for seconds: the benchmark's propagation p99
+// at 200 updates/s, run after 8,000 inserts, went from 13.8 ms to 9.3 ms
+// (p50 4.2 to 2.8 ms) with fastupdate off. (An index made by an earlier
+// version, same name, is kept as it is.)
 func indexIDs(ctx context.Context, url string, every time.Duration, log *slog.Logger) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
@@ -81,7 +90,7 @@ func addIDIndexes(ctx context.Context, conn *pgx.Conn) error {
 	}
 	var first error
 	for _, tb := range missing {
-		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin ((_jsonb -> '_id'))`,
+		q := fmt.Sprintf(`CREATE INDEX IF NOT EXISTS %s ON %s USING gin ((_jsonb -> '_id') jsonb_path_ops) WITH (fastupdate = off)`,
 			pgx.Identifier{tb.index}.Sanitize(), pgx.Identifier{tb.schema, tb.name}.Sanitize())
 		// A table dropped meanwhile (a test dropping its database) is no error worth reporting.
 		if _, err := conn.Exec(ctx, q); err != nil && first == nil && ctx.Err() == nil {

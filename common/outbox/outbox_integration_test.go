@@ -231,6 +231,13 @@ func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
 		}
 	}
 	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	// Removals queued for one document are merged (several entries in one
+	// statement): the count must fall by as many.
+	for _, id := range ids {
+		if n := pendingCount(t, coll, id); n != 0 {
+			t.Fatalf("ticket %s: outboxPending %d with an empty outbox", id.Hex(), n)
+		}
+	}
 	var doc bson.M
 	if err := coll.FindOne(context.Background(), bson.M{"_id": ids[0]}).Decode(&doc); err != nil {
 		t.Fatal(err)
