@@ -20,12 +20,18 @@
 // rules, and writes back only if the order's internal revision ("rev") is
 // still the one read, retrying on a lost race. rev is bumped on every write;
 // the replicated "version" only when the domain says so (see package domain).
+// The first attempt uses the state this process last wrote of the order,
+// when it has it (mongox.Recent), instead of reading it: a cancellation
+// or completion right after the creation then costs one round trip. The
+// conditional write proves that state current; a mismatch, or a closure
+// that refuses it or finds nothing to do, falls back to a read.
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -55,7 +61,12 @@ type Store struct {
 	orders  *mongo.Collection
 	tickets *mongo.Collection
 	notify  func(docID any, pending ...outbox.Entry)
+	recent  *mongox.Recent[primitive.ObjectID, orderDoc] // the state last written of recent orders
+	reads   atomic.Int64                                  // orders read by Update, for tests
 }
+
+// recentOrders bounds the remembered orders (about 200 bytes each).
+const recentOrders = 1024
 
 // New returns a Store on db. notify, when not nil, is called with an order's
 // _id and its pending outbox entries as stored right after every write that
@@ -65,7 +76,8 @@ func New(db *mongo.Database, notify func(docID any, pending ...outbox.Entry)) *S
 	if notify == nil {
 		notify = func(any, ...outbox.Entry) {}
 	}
-	return &Store{orders: db.Collection(OrdersCollection), tickets: db.Collection(TicketsCollection), notify: notify}
+	return &Store{orders: db.Collection(OrdersCollection), tickets: db.Collection(TicketsCollection), notify: notify,
+		recent: mongox.NewRecent[primitive.ObjectID, orderDoc](recentOrders)}
 }
 
 // Orders is the orders collection (the outbox relay works on it).
@@ -141,10 +153,12 @@ func (s *Store) Create(ctx context.Context, o *domain.Order) error {
 	if err != nil {
 		return err
 	}
+	d := orderDoc{ID: id, UserID: o.UserID, TicketID: tid, Status: string(o.Status), ExpiresAt: o.ExpiresAt,
+		Version: o.Version, Rev: 0, Reservation: reservation(o), CreatedAt: time.Now().UTC()}
 	doc := bson.M{
-		"_id": id, "userId": o.UserID, "ticketId": tid, "status": string(o.Status),
-		"expiresAt": o.ExpiresAt, "version": o.Version, "rev": int64(0),
-		"reservation": reservation(o), "createdAt": time.Now().UTC(), outbox.Field: entries,
+		"_id": d.ID, "userId": d.UserID, "ticketId": d.TicketID, "status": d.Status,
+		"expiresAt": d.ExpiresAt, "version": d.Version, "rev": d.Rev,
+		"reservation": d.Reservation, "createdAt": d.CreatedAt, outbox.Field: entries,
 		outbox.PendingField: int64(len(entries)),
 	}
 	if _, err := s.orders.InsertOne(ctx, doc); err != nil {
@@ -153,6 +167,7 @@ func (s *Store) Create(ctx context.Context, o *domain.Order) error {
 		}
 		return mongox.Classify(err)
 	}
+	s.recent.Put(d.ID, d.Rev, d)
 	s.notify(id, entries...) // a new document: its outbox is exactly these
 	return nil
 }
@@ -245,18 +260,40 @@ func (s *Store) findOrder(ctx context.Context, id string) (orderDoc, error) {
 // written; an fn that changes nothing writes nothing. apperr.ErrNotFound
 // when there is no such order.
 func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) error) error {
+	oid, ok := mongox.ObjectID(id)
+	if !ok {
+		return apperr.ErrNotFound
+	}
+	useRecent := true
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		d, err := s.findOrder(ctx, id)
-		if err != nil {
-			return err
+		var d orderDoc
+		remembered := false
+		if useRecent {
+			d, _, remembered = s.recent.Get(oid)
+			useRecent = false
+		}
+		if !remembered {
+			var err error
+			s.reads.Add(1)
+			if d, err = s.findOrder(ctx, id); err != nil {
+				return err
+			}
 		}
 		o := d.domain()
 		before := *o
 		if err := fn(o); err != nil {
+			if remembered {
+				attempt--
+				continue // judged on the remembered state: judge the stored one
+			}
 			return err
 		}
 		pending := o.Pending()
 		if len(pending) == 0 && o.Status == before.Status && o.Version == before.Version && o.ExpiresAt.Equal(before.ExpiresAt) {
+			if remembered {
+				attempt--
+				continue // "nothing to do" holds only for the stored state
+			}
 			return nil
 		}
 		entries, err := entriesOf(pending)
@@ -287,16 +324,24 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 			}
 		}
 		if err != nil {
+			s.recent.Forget(d.ID, d.Rev)
 			if mongox.IsDuplicateKey(err) {
 				return domain.ErrTicketReserved
 			}
 			return err
 		}
 		if written {
+			w := d
+			w.Status, w.Version, w.ExpiresAt, w.Reservation, w.Rev = string(o.Status), o.Version, o.ExpiresAt, reservation(o), d.Rev+1
+			s.recent.Put(w.ID, w.Rev, w)
 			if len(entries) > 0 {
 				s.notify(d.ID, stored...)
 			}
 			return nil
+		}
+		s.recent.Forget(d.ID, d.Rev)
+		if remembered {
+			attempt-- // the remembered state was not current: read it
 		}
 		// Lost a race with another writer: reload and decide again.
 	}

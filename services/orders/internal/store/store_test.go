@@ -317,3 +317,51 @@ func predecessorAppliedContext(tb testing.TB) context.Context {
 	}
 	return ctx
 }
+
+// An order cancelled by the process that created it is not read again: the
+// remembered state is written on, conditional on its revision. Once
+// another process changed the order, the remembered state is stale: the
+// next update finds out by its write not matching, reads, and applies its
+// rules to what is stored.
+func TestUpdateWritesOnTheRememberedState(t *testing.T) {
+	ctx := context.Background()
+	a, db := MustOpenStore(t)
+	b := store.New(db, nil) // another process on the same database
+	tk := mustTicket(t, a, "concert", 20)
+	o := domain.NewOrder(a.NewID(), "u", tk, time.Now(), time.Minute)
+	if err := a.Create(ctx, o); err != nil {
+		t.Fatal(err)
+	}
+	reads := a.Reads()
+	if err := a.Update(ctx, o.ID, (*domain.Order).Cancel); err != nil {
+		t.Fatal(err)
+	}
+	if n := a.Reads() - reads; n != 0 {
+		t.Fatalf("%d reads to cancel an order this store created, want 0", n)
+	}
+	if got := outboxOf(t, db, o.ID); len(got) != 2 || got[1].Subject != string(events.SubjectOrderCancelled) {
+		t.Fatalf("outbox after cancel = %+v", got)
+	}
+
+	// b completes a second order that a created: a's memory of it is stale.
+	tk2 := mustTicket(t, a, "theatre", 30)
+	o2 := domain.NewOrder(a.NewID(), "u", tk2, time.Now(), time.Minute)
+	if err := a.Create(ctx, o2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Update(ctx, o2.ID, (*domain.Order).Complete); err != nil {
+		t.Fatal(err)
+	}
+	// Cancelling is refused on the stored (complete) order, not applied on
+	// the remembered (created) one.
+	if err := a.Update(ctx, o2.ID, (*domain.Order).Cancel); err != domain.ErrCancelCompleted {
+		t.Fatalf("cancel of an order completed elsewhere: %v, want %v", err, domain.ErrCancelCompleted)
+	}
+	got, err := a.Order(ctx, o2.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Status != domain.StatusComplete || len(outboxOf(t, db, o2.ID)) != 1 {
+		t.Fatalf("order completed elsewhere is now %+v", got)
+	}
+}

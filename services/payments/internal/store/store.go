@@ -44,11 +44,18 @@ func New(ctx context.Context, db *mongo.Database) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("payments index: %w", mongox.Classify(err))
 	}
-	return &Store{Orders: &Orders{coll: db.Collection(OrdersCollection)}, Payments: p}, nil
+	return &Store{Orders: &Orders{coll: db.Collection(OrdersCollection),
+		recent: mongox.NewRecent[string, orderDoc](recentOrders)}, Payments: p}, nil
 }
 
 // Orders is the order replica.
-type Orders struct{ coll *mongo.Collection }
+type Orders struct {
+	coll   *mongo.Collection
+	recent *mongox.Recent[string, orderDoc] // the state last written of recent orders (see Update)
+}
+
+// recentOrders bounds the remembered orders (about 200 bytes each).
+const recentOrders = 1024
 
 type orderDoc struct {
 	ID        string             `bson:"_id"`
@@ -89,9 +96,13 @@ func (d orderDoc) order() domain.Order {
 
 // Insert stores a new order; an order already known -> domain.ErrStale.
 func (s *Orders) Insert(ctx context.Context, o domain.Order) error {
-	_, err := s.coll.InsertOne(ctx, toDoc(o, 0))
+	d := toDoc(o, 0)
+	_, err := s.coll.InsertOne(ctx, d)
 	if mongox.IsDuplicateKey(err) {
 		return domain.ErrStale
+	}
+	if err == nil {
+		s.recent.Put(d.ID, d.Rev, d)
 	}
 	return mongox.Classify(err)
 }
@@ -118,22 +129,49 @@ const maxUpdateTries = 20
 // Update applies fn to the stored order and writes the result only if no
 // other write happened in between (compare-and-swap on rev), retrying
 // otherwise. It is the one place where writes to an order race.
+//
+// The first attempt uses the state this process last wrote of the order
+// (mongox.Recent) instead of reading it: an order:cancelled right after
+// the order:created this process inserted costs one round trip. Only the
+// write decides: if it does not match (another process or request wrote
+// since), or fn refuses the remembered state, the order is read and fn
+// judges the stored state.
 func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
-	for range maxUpdateTries {
-		d, err := s.get(ctx, id)
-		if err != nil {
-			return domain.Order{}, err
+	useRecent := true
+	for try := 0; try < maxUpdateTries; try++ {
+		var d orderDoc
+		remembered := false
+		if useRecent {
+			d, _, remembered = s.recent.Get(id)
+			useRecent = false
+		}
+		if !remembered {
+			var err error
+			if d, err = s.get(ctx, id); err != nil {
+				return domain.Order{}, err
+			}
 		}
 		o := d.order()
 		if err := fn(&o); err != nil {
+			if remembered {
+				try--
+				continue // judged on the remembered state: judge the stored one
+			}
 			return o, err
 		}
-		res, err := s.coll.ReplaceOne(ctx, bson.M{"_id": id, "rev": d.Rev}, toDoc(o, d.Rev+1))
+		w := toDoc(o, d.Rev+1)
+		res, err := s.coll.ReplaceOne(ctx, bson.M{"_id": id, "rev": d.Rev}, w)
 		if err != nil {
+			s.recent.Forget(id, d.Rev)
 			return o, mongox.Classify(err)
 		}
 		if res.MatchedCount == 1 {
+			s.recent.Put(id, w.Rev, w)
 			return o, nil
+		}
+		s.recent.Forget(id, d.Rev)
+		if remembered {
+			try-- // the remembered state was not current: read it
 		}
 	}
 	return domain.Order{}, apperr.New(apperr.Conflict, "The order is being changed concurrently, try again")

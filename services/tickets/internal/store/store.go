@@ -40,7 +40,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -76,62 +75,25 @@ type Notifier interface {
 type Store struct {
 	coll   *mongo.Collection
 	notify Notifier
-	recent recent
+	recent *mongox.Recent[primitive.ObjectID, doc] // the state last written (see the package doc)
 	reads  atomic.Int64 // ticket reads by id, for tests of recent
 }
 
 // recentSize bounds the remembered tickets (a few hundred bytes each).
 const recentSize = 1024
 
-// recent is the state this process last wrote of recently written tickets,
-// each at the rev it was written with (see the package doc).
-type recent struct {
-	mu   sync.Mutex
-	docs map[primitive.ObjectID]doc
-}
-
-func (r *recent) get(id primitive.ObjectID) (doc, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	d, ok := r.docs[id]
-	return d, ok
-}
-
-func (r *recent) put(d doc) {
+// remember keeps d (without its outbox, which the relay owns) as the state
+// last written, for the next Update to write on (mongox.Recent).
+func (s *Store) remember(d doc) {
 	d.Outbox = nil
 	d.Released = slices.Clone(d.Released)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.docs == nil {
-		r.docs = make(map[primitive.ObjectID]doc)
-	}
-	old, ok := r.docs[d.ID]
-	if ok && old.Rev >= d.Rev {
-		return // a later write got here first (writers put after writing, in any order)
-	}
-	if !ok && len(r.docs) >= recentSize {
-		for id := range r.docs { // an arbitrary one: map order is random
-			delete(r.docs, id)
-			break
-		}
-	}
-	r.docs[d.ID] = d
-}
-
-// forget drops the remembered state of id if it is at rev or older (the
-// write conditional on rev did not match): a newer one stays.
-func (r *recent) forget(id primitive.ObjectID, rev int64) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if d, ok := r.docs[id]; ok && d.Rev <= rev {
-		delete(r.docs, id)
-	}
+	s.recent.Put(d.ID, d.Rev, d)
 }
 
 // New returns a Store on db's tickets collection. n may be nil (the relay's
 // poll then finds the events).
 func New(db *mongo.Database, n Notifier) *Store {
-	return &Store{coll: db.Collection(Collection), notify: n}
+	return &Store{coll: db.Collection(Collection), notify: n, recent: mongox.NewRecent[primitive.ObjectID, doc](recentSize)}
 }
 
 // Coll is the tickets collection, for the outbox relay.
@@ -185,7 +147,7 @@ func (s *Store) Create(ctx context.Context, t domain.Ticket) (domain.Ticket, err
 	if _, err := s.coll.InsertOne(ctx, d); err != nil {
 		return domain.Ticket{}, mongox.Classify(err)
 	}
-	s.recent.put(d)
+	s.remember(d)
 	s.notifyWritten(id, entry) // a new document: its outbox is exactly this entry
 	return t, nil
 }
@@ -257,7 +219,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 		var d *doc
 		remembered := false
 		if useRecent {
-			if r, ok := s.recent.get(oid); ok {
+			if r, _, ok := s.recent.Get(oid); ok {
 				d, remembered = &r, true
 			}
 			useRecent = false
@@ -306,11 +268,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			err = mongox.Classify(err)
 		}
 		if err != nil {
-			s.recent.forget(oid, d.Rev)
+			s.recent.Forget(oid, d.Rev)
 			return domain.Ticket{}, err
 		}
 		if !written {
-			s.recent.forget(oid, d.Rev)
+			s.recent.Forget(oid, d.Rev)
 			if remembered {
 				continue // the remembered state was not current: read it
 			}
@@ -320,7 +282,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			}
 			continue
 		}
-		s.recent.put(doc{ID: oid, Title: t.Title, Price: t.Price, UserID: t.UserID, Version: t.Version,
+		s.remember(doc{ID: oid, Title: t.Title, Price: t.Price, UserID: t.UserID, Version: t.Version,
 			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released})
 		if !bookkeeping {
 			s.notifyWritten(oid, pending...)
