@@ -62,7 +62,7 @@ type Store struct {
 	tickets *mongo.Collection
 	notify  func(docID any, pending ...outbox.Entry)
 	recent  *mongox.Recent[primitive.ObjectID, orderDoc] // the state last written of recent orders
-	reads   atomic.Int64                                  // orders read by Update, for tests
+	reads   atomic.Int64                                 // orders read by Update, for tests
 }
 
 // recentOrders bounds the remembered orders (about 200 bytes each).

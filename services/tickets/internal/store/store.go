@@ -76,7 +76,7 @@ type Store struct {
 	coll   *mongo.Collection
 	notify Notifier
 	recent *mongox.Recent[primitive.ObjectID, doc] // the state last written (see the package doc)
-	reads  atomic.Int64 // ticket reads by id, for tests of recent
+	reads  atomic.Int64                            // ticket reads by id, for tests of recent
 }
 
 // recentSize bounds the remembered tickets (a few hundred bytes each).
