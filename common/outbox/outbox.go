@@ -12,7 +12,10 @@
 // NotifyPending(docID, entries...) does the same without the relay reading
 // the document, when the writer has the document's pending entries (an
 // insert, or UpdatePending). Removals of several documents' published
-// entries go out as one bulk write while the relay is busy. A poll picks
+// entries go out as one bulk write while the relay is busy, and the
+// removals queued for one document are merged into one statement (a hot
+// document's outbox stays short); publishing does not wait for them
+// unless thousands of documents' removals are queued. A poll picks
 // up whatever is left (after a crash, a restart or a NATS outage), with
 // backoff while publishing fails: the entries are in the document before
 // anyone is notified, so a process dying after the write loses nothing.
