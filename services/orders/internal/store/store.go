@@ -266,18 +266,12 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 	}
 	useRecent := true
 	for attempt := 0; attempt < maxAttempts; attempt++ {
-		var d orderDoc
-		remembered := false
-		if useRecent {
-			d, _, remembered = s.recent.Get(oid)
-			useRecent = false
-		}
-		if !remembered {
-			var err error
+		d, remembered, err := s.recent.GetOr(oid, &useRecent, func() (orderDoc, error) {
 			s.reads.Add(1)
-			if d, err = s.findOrder(ctx, id); err != nil {
-				return err
-			}
+			return s.findOrder(ctx, id)
+		})
+		if err != nil {
+			return err
 		}
 		o := d.domain()
 		before := *o

@@ -139,17 +139,9 @@ const maxUpdateTries = 20
 func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
 	useRecent := true
 	for try := 0; try < maxUpdateTries; try++ {
-		var d orderDoc
-		remembered := false
-		if useRecent {
-			d, _, remembered = s.recent.Get(id)
-			useRecent = false
-		}
-		if !remembered {
-			var err error
-			if d, err = s.get(ctx, id); err != nil {
-				return domain.Order{}, err
-			}
+		d, remembered, err := s.recent.GetOr(id, &useRecent, func() (orderDoc, error) { return s.get(ctx, id) })
+		if err != nil {
+			return domain.Order{}, err
 		}
 		o := d.order()
 		if err := fn(&o); err != nil {
