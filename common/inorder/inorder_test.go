@@ -429,3 +429,78 @@ func TestReachedOnAheadWakesTheWaiterThatNeedsIt(t *testing.T) {
 		t.Fatalf("store %q, want held:b", store)
 	}
 }
+
+// Waiters that need the same state take turns by Rank, not by who wins
+// the race: three reservations arrive in the reverse order of their ranks
+// while the ticket is held, and each time it is freed the lowest-ranked
+// one still waiting takes it.
+func TestRankOrdersWaitersThatNeedTheSameState(t *testing.T) {
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	var mu sync.Mutex
+	state := "held:a"
+	var order []string
+	tried := map[string]bool{}
+	reserve := func(name string) func(context.Context) (inorder.Outcome, error) {
+		return func(ctx context.Context) (inorder.Outcome, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			tried[name] = true
+			inorder.Rank(ctx, name)
+			if state != "free" {
+				inorder.Needs(ctx, "free")
+				inorder.Reached(ctx, state)
+				return inorder.Ahead, nil
+			}
+			state = "held:" + name
+			order = append(order, name)
+			inorder.Reached(ctx, state)
+			return inorder.Applied, nil
+		}
+	}
+	release := func() {
+		t.Helper()
+		err := g.Apply(context.Background(), "t", func(ctx context.Context) (inorder.Outcome, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			state = "free"
+			inorder.Reached(ctx, state)
+			return inorder.Applied, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	done := make(chan error, 3)
+	for _, name := range []string{"d", "c", "b"} { // arrive in reverse rank order
+		go func() { done <- g.Apply(context.Background(), "t", reserve(name)) }()
+		for { // each waits before the next arrives
+			mu.Lock()
+			ok := tried[name]
+			mu.Unlock()
+			if ok {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := 1; i <= 3; i++ {
+		release()
+		for { // the one whose turn it is takes the ticket before it is freed again
+			mu.Lock()
+			n := len(order)
+			mu.Unlock()
+			if n == i {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for range 3 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := []string{"b", "c", "d"}; !slices.Equal(order, want) {
+		t.Fatalf("reserved in order %v, want %v (by rank)", order, want)
+	}
+}

@@ -38,7 +38,7 @@ func TestPollDelay(t *testing.T) {
 	}
 	// ... times one plus the Apply waiters that arrived earlier (at most 4x),
 	// at most 16 intervals.
-	ranked := &key{arrivals: map[int64]struct{}{3: {}, 4: {}, 7: {}}}
+	ranked := &key{arrivals: map[int64]*waiter{3: {}, 4: {}, 7: {}}}
 	for _, c := range []struct {
 		seq  int64
 		idle int

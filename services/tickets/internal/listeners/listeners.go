@@ -112,6 +112,9 @@ func (l *Listeners) OrderCancelled(ctx context.Context, e events.OrderCancelledE
 
 func (l *Listeners) apply(ctx context.Context, ticketID, orderID string, fn func(*domain.Ticket) error) error {
 	return l.gate.Apply(ctx, ticketID, func(ctx context.Context) (inorder.Outcome, error) {
+		// Reservations waiting for the ticket take it in the order their
+		// orders were created (ObjectIds grow with time), not by race.
+		inorder.Rank(ctx, orderID)
 		t, err := l.tickets.Update(ctx, ticketID, fn)
 		switch {
 		case err == nil:
