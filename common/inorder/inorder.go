@@ -139,7 +139,14 @@ func NewGate(maxWait time.Duration, opts ...Option) *Gate {
 // passed with try still reporting Ahead (ErrGap). Between attempts it waits
 // for an Apply on the same key in this process or for the poll interval.
 func (g *Gate) Apply(ctx context.Context, k string, try func(context.Context) (Outcome, error)) error {
-	return g.apply(ctx, k, -1, try)
+	return g.apply(ctx, k, -1, g.maxWait, try)
+}
+
+// ApplyWithin is Apply with its own maxWait (at most the gate's): for an
+// update that has something better to do than wait long (see the tickets
+// service's cancellations).
+func (g *Gate) ApplyWithin(ctx context.Context, k string, maxWait time.Duration, try func(context.Context) (Outcome, error)) error {
+	return g.apply(ctx, k, -1, min(maxWait, g.maxWait), try)
 }
 
 // ApplyVersion is Apply for an update that brings key to version (>= 0). A
@@ -150,7 +157,7 @@ func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try fu
 	if version < 0 {
 		version = -1
 	}
-	return g.apply(ctx, k, version, try)
+	return g.apply(ctx, k, version, g.maxWait, try)
 }
 
 // attempt is what one call of try learns from and tells the gate.
@@ -242,7 +249,7 @@ func Seen(ctx context.Context, version int64) {
 	}
 }
 
-func (g *Gate) apply(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
+func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.Duration, try func(context.Context) (Outcome, error)) error {
 	ent := g.acquire(k)
 	defer g.release(k, ent)
 	registered := false
@@ -260,7 +267,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, try func(cont
 			g.mu.Unlock()
 		}
 	}()
-	deadline := time.NewTimer(g.maxWait)
+	deadline := time.NewTimer(maxWait)
 	defer deadline.Stop()
 	poll := time.NewTimer(g.poll)
 	defer poll.Stop()

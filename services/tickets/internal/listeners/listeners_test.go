@@ -25,7 +25,7 @@ func setup(t *testing.T, gapWait time.Duration) (*Listeners, *store.Store, strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	return New(st, nil, Options{GapWait: gapWait}), st, tk.ID
+	return New(st, nil, Options{GapWait: gapWait, CancelWait: gapWait}), st, tk.ID
 }
 
 func created(l *Listeners, order, ticket string) error {
@@ -98,6 +98,27 @@ func TestCancellationWithoutCreation(t *testing.T) {
 	wantTicket(t, st, id, "", 0)
 	must(t, created(l, "A", id))
 	wantTicket(t, st, id, "", 0)
+}
+
+// TestCancellationGivesUpWaitingEarly: a cancellation waits for its
+// creation only CancelWait, not GapWait (see OrderCancelled): it is then
+// recorded, and the creation that comes afterwards is stale.
+func TestCancellationGivesUpWaitingEarly(t *testing.T) {
+	st := store.New(testenv.MongoDatabase(t), nil)
+	tk, err := st.Create(context.Background(), domain.Ticket{Title: "concert", Price: 10, UserID: "owner"})
+	must(t, err)
+	l := New(st, nil, Options{GapWait: time.Hour, CancelWait: 50 * time.Millisecond})
+	done := make(chan error, 1)
+	go func() { done <- cancelled(l, "A", tk.ID) }()
+	select {
+	case err := <-done:
+		must(t, err)
+	case <-time.After(time.Minute): // GapWait would be an hour
+		t.Fatal("the cancellation waited for its creation longer than CancelWait")
+	}
+	wantTicket(t, st, tk.ID, "", 0)
+	must(t, created(l, "A", tk.ID))
+	wantTicket(t, st, tk.ID, "", 0)
 }
 
 // TestCreationStuckBehindAnotherOrder: B holds the ticket (its creation came

@@ -84,7 +84,9 @@ func TestOrderEvents(t *testing.T) {
 		{"creation and cancellation together", []step{{[]orderEvent{cancelled("A"), created("A")}, "", 2}}},
 		{"everything twice", []step{{[]orderEvent{created("A"), cancelled("A"), created("A"), cancelled("A")}, "", 2}}},
 	}
-	e := MustStart(t, appOptions{listen: listeners.Options{GapWait: 20 * time.Second}})
+	// Cancellations wait as long as creations here: the batches check every
+	// interleaving's end state, not how long a cancellation waits.
+	e := MustStart(t, appOptions{listen: listeners.Options{GapWait: 20 * time.Second, CancelWait: 20 * time.Second}})
 	final := map[string]int64{} // ticket id -> version
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
