@@ -9,11 +9,14 @@
 // released it (domain.Ticket.Reserve/Release). An event that arrives before
 // the one it depends on (order B's creation while order A, cancelled, still
 // holds the ticket; a cancellation before its creation) waits for it in an
-// inorder.Gate. A creation that waits in vain falls back to redelivery. A
-// cancellation whose creation does not come within the wait is recorded
-// without it (domain.Ticket.ReleaseUnseen): the creation, late or stuck
-// behind another order's hold, is then stale, and no cancelled order can
-// end up holding a ticket, whatever the delivery order.
+// inorder.Gate; reservations waiting for the ticket take it in the order
+// their orders were created (inorder.Rank). A creation that waits in vain
+// (GapWait) falls back to redelivery. A cancellation waits for its creation
+// only briefly (CancelWait) and is then recorded without it
+// (domain.Ticket.ReleaseUnseen): the creation, late or stuck behind another
+// order's hold, is then stale, and no cancelled order can end up holding a
+// ticket, whatever the delivery order, as long as the ticket still
+// remembers it (domain.MaxReleased orders).
 package listeners
 
 import (
