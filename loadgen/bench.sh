@@ -97,13 +97,13 @@ else
 		PG_STARTED="$PG_VER $PG_CLUSTER"
 	fi
 	PG_PASS=bench-local-only
-	su postgres -c "psql -q -p $PG_PORT" <<SQL
+	su postgres -c "psql -q -v ON_ERROR_STOP=1 -p $PG_PORT" <<SQL
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ticketing_bench') THEN
     CREATE ROLE ticketing_bench LOGIN PASSWORD '$PG_PASS';
   END IF;
 END \$\$;
-DROP DATABASE IF EXISTS ticketing_bench;
+DROP DATABASE IF EXISTS ticketing_bench WITH (FORCE);
 CREATE DATABASE ticketing_bench OWNER ticketing_bench;
 ALTER DATABASE ticketing_bench SET synchronous_commit = '${BENCH_PG_SYNCHRONOUS_COMMIT:-off}';
 SQL

@@ -12,6 +12,14 @@
 //
 // It logs "Waiting for connections" once it accepts clients (as mongod does,
 // so one readiness check fits both).
+//
+// Garbage collection: unless GOGC is set, it runs with GOGC=400. FerretDB
+// decodes every document it reads or writes into short-lived values, and at
+// the default (100) a fifth of the stand-in's CPU went to the collector
+// under the benchmark's PUT load; at 400, PUTs went from 580 to 720 a second
+// on the same run (the floor on the same stand-in from 1,900 to 2,030),
+// for a larger heap. mongod, which the stand-in stands in for, has no
+// collector at all.
 package main
 
 import (
@@ -23,13 +31,20 @@ import (
 	_ "net/http/pprof" // served only with -pprof
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/ticketing-go/ticketing/standin"
 )
 
+// defaultGOGC: see the package doc.
+const defaultGOGC = 400
+
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGOGC)
+	}
 	if err := run(context.Background(), os.Args[1:], log); err != nil {
 		log.Error("mongo-standin failed", "err", err)
 		os.Exit(1)
