@@ -27,7 +27,9 @@
 // entries in array order); consumers deduplicate by version.
 //
 // Writers must never `$set` the outbox field (that would drop entries a
-// relay has not published yet, or resurrect published ones): use Push.
+// relay has not published yet, or resurrect published ones): use Push; or
+// Replace, in a write whose condition makes its knowledge of the outbox
+// exact (Relay.Published), to remove published entries in the same write.
 //
 // Next to the array, the document counts its pending entries in
 // "outboxPending" (PendingField): Push increments it in the same write, an
@@ -104,6 +106,28 @@ func Push(update bson.M, entries ...Entry) bson.M {
 	}
 	inc[PendingField] = int64(len(entries))
 	update["$inc"] = inc
+	return update
+}
+
+// Replace is Push for a writer that removes published entries in the same
+// write (see Relay.Published): it sets the outbox to keep followed by
+// entries, and the pending count to their number. Only in a write
+// conditional on the document's revision and on the pending count that
+// Published returned: that condition is what makes the writer's knowledge
+// of the outbox exact, so that nothing unpublished is dropped.
+func Replace(update bson.M, keep []Entry, entries ...Entry) bson.M {
+	if update == nil {
+		update = bson.M{}
+	}
+	set, _ := update["$set"].(bson.M)
+	if set == nil {
+		set = bson.M{}
+	}
+	all := make([]Entry, 0, len(keep)+len(entries))
+	all = append(append(all, keep...), entries...)
+	set[Field] = all
+	set[PendingField] = int64(len(all))
+	update["$set"] = set
 	return update
 }
 

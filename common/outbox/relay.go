@@ -78,8 +78,8 @@ type Relay struct {
 	queue        []any
 	state        map[any]int
 	snaps        map[any][][]Entry               // handed-over snapshots of a document's pending entries, not yet processed
-	sent         map[primitive.ObjectID]struct{} // entries (ids are unique) published by this relay, not to publish again (see forget)
-	retired      []retired                       // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
+	sent         map[primitive.ObjectID]bool // entries (ids are unique) published by this relay, not to publish again (see forget); true once their removal is confirmed
+	retired      []retired                   // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
 	retiredAt    int
 	lastFullPoll time.Time // see fullPollInterval; only Run's goroutine uses it
 	stateHigh    int       // the most documents state held since it was last made anew (shrinkState)
@@ -90,6 +90,12 @@ type Relay struct {
 
 	pulls     chan pull // published entries to remove, batched by the remover
 	pullsDone chan struct{}
+	// The remover's queue (r.mu): documents whose removals wait for a free
+	// remover, merged per document, in the order of their first removal;
+	// and the documents whose removal is running (see Published).
+	removeQueue []*pull
+	removeByID  map[any]*pull
+	removing    map[any]int
 }
 
 // retired is a confirmed removal whose entries stay in sent a while longer.
@@ -130,7 +136,7 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 		opts:    opts.withDefaults(),
 		state:   map[any]int{},
 		snaps:   map[any][][]Entry{},
-		sent:    map[primitive.ObjectID]struct{}{},
+		sent:    map[primitive.ObjectID]bool{},
 		wake:    make(chan struct{}, 1),
 		pollNow: make(chan struct{}, 1),
 		pulls:   make(chan pull, 1024),
@@ -458,7 +464,7 @@ func (r *Relay) process(ctx context.Context, id any) error {
 	if len(published) > 0 {
 		r.mu.Lock()
 		for _, eid := range ids {
-			r.sent[eid] = struct{}{}
+			r.sent[eid] = false
 			r.sentHigh = max(r.sentHigh, len(r.sent))
 		}
 		r.mu.Unlock()
@@ -515,23 +521,31 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 	slots := make(chan struct{}, removers)
 	var inFlight sync.WaitGroup
 	defer inFlight.Wait()
-	var queue []*pull // documents in the order of their first queued removal
-	byID := map[any]*pull{}
 	add := func(p pull) {
-		if q, ok := byID[p.id]; ok {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if q, ok := r.removeByID[p.id]; ok {
 			q.entries = append(q.entries, p.entries...)
 			q.ids = append(q.ids, p.ids...)
 			return
 		}
 		q := &p
-		byID[p.id] = q
-		queue = append(queue, q)
+		if r.removeByID == nil {
+			r.removeByID, r.removing = map[any]*pull{}, map[any]int{}
+		}
+		r.removeByID[p.id] = q
+		r.removeQueue = append(r.removeQueue, q)
+	}
+	queued := func() int {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.removeQueue)
 	}
 	// pulls is r.pulls, or nil (never ready) while maxQueuedRemovals
 	// documents wait: the workers then block handing over their removals,
 	// and publishing slows to the pace of the removals.
 	pulls := func() chan pull {
-		if len(queue) >= maxQueuedRemovals {
+		if queued() >= maxQueuedRemovals {
 			return nil
 		}
 		return r.pulls
@@ -547,25 +561,43 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 		}
 	}
 	// send takes a slot (held: the caller acquired it) and removes the
-	// first maxPullBatch queued documents in the background.
-	send := func() {
-		n := min(len(queue), maxPullBatch)
-		batch := make([]pull, n)
-		for i, q := range queue[:n] {
-			batch[i] = *q
-			delete(byID, q.id)
+	// first maxPullBatch queued documents in the background; false if
+	// there were none (the slot is given back).
+	send := func() bool {
+		r.mu.Lock()
+		n := min(len(r.removeQueue), maxPullBatch)
+		batch := make([]pull, 0, n)
+		for _, q := range r.removeQueue[:n] {
+			delete(r.removeByID, q.id)
+			if len(q.ids) > 0 { // a writer may have dropped them all (Dropped)
+				batch = append(batch, *q)
+				r.removing[q.id]++
+			}
 		}
-		queue = slices.Delete(queue, 0, n)
+		r.removeQueue = slices.Delete(r.removeQueue, 0, n)
+		r.mu.Unlock()
+		if len(batch) == 0 {
+			<-slots
+			return n > 0
+		}
 		inFlight.Add(1)
 		go func() {
 			defer func() { <-slots; inFlight.Done() }()
 			r.removeBatch(ctx, batch)
+			r.mu.Lock()
+			for _, p := range batch {
+				if r.removing[p.id]--; r.removing[p.id] <= 0 {
+					delete(r.removing, p.id)
+				}
+			}
+			r.mu.Unlock()
 		}()
+		return true
 	}
 	flush := func() {
 		for {
 			drain()
-			if len(queue) == 0 {
+			if queued() == 0 {
 				return
 			}
 			slots <- struct{}{}
@@ -573,7 +605,7 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 		}
 	}
 	for {
-		if len(queue) == 0 {
+		if queued() == 0 {
 			select {
 			case p := <-r.pulls:
 				add(p)
@@ -599,6 +631,62 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 		drain()
 		send()
 	}
+}
+
+// Published is for a writer about to write a document whose pending
+// outbox it knows exactly as of its last write (the outbox returned by
+// UpdatePending, or inserted): it returns the entries of outbox this relay
+// has not published (to keep, in order), and the pending count the
+// document has if nothing but this relay's confirmed removals changed it
+// since. A write conditional on that count (and on the document's own
+// revision) that sets the outbox to keep plus its new entries (Replace)
+// then removes the published entries in the same statement, saving the
+// relay its removal; if the count does not match (a removal still running,
+// another relay), the writer falls back to Push. ok is false when a removal
+// of the document is running (the count is unknown until it ends) or when
+// there is nothing to drop.
+func (r *Relay) Published(docID any, outbox []Entry) (keep []Entry, pending int64, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.removing[docID] > 0 {
+		return nil, 0, false
+	}
+	pending = int64(len(outbox))
+	for _, e := range outbox {
+		removed, sent := r.sent[e.ID]
+		switch {
+		case !sent:
+			keep = append(keep, e)
+		case removed:
+			pending-- // gone from the document already
+		}
+	}
+	if len(keep) == len(outbox) {
+		return nil, 0, false
+	}
+	return keep, pending, true
+}
+
+// Dropped tells the relay that a writer's conditional write (see
+// Published) removed the published entries ids of docID: their queued
+// removal is dropped, and they count as removed.
+func (r *Relay) Dropped(docID any, ids []primitive.ObjectID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if q := r.removeByID[docID]; q != nil {
+		drop := make(map[primitive.ObjectID]bool, len(ids))
+		for _, id := range ids {
+			drop[id] = true
+		}
+		entries, qids := q.entries[:0], q.ids[:0]
+		for i, id := range q.ids {
+			if !drop[id] {
+				entries, qids = append(entries, q.entries[i]), append(qids, id)
+			}
+		}
+		q.entries, q.ids = entries, qids
+	}
+	r.retire(ids, time.Now())
 }
 
 // removal is the guarded write that removes entries (raw, as stored) of
@@ -650,7 +738,7 @@ func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 		}
 		// A read or a snapshot taken before this removal may still hold
 		// these entries: keep them as sent for a while (rememberRemoved).
-		r.retired = append(r.retired, retired{ids: p.ids, at: now})
+		r.retire(p.ids, now)
 	}
 	for r.retiredAt < len(r.retired) && now.Sub(r.retired[r.retiredAt].at) > rememberRemoved {
 		r.forget(r.retired[r.retiredAt].ids)
@@ -700,11 +788,21 @@ func (r *Relay) shrinkSent() {
 	if r.sentHigh <= shrinkAbove || len(r.sent) > r.sentHigh/8 {
 		return
 	}
-	sent := make(map[primitive.ObjectID]struct{}, len(r.sent))
-	for k := range r.sent {
-		sent[k] = struct{}{}
+	sent := make(map[primitive.ObjectID]bool, len(r.sent))
+	for k, v := range r.sent {
+		sent[k] = v
 	}
 	r.sent, r.sentHigh = sent, len(sent)
+}
+
+// retire records the removal of ids as confirmed; r.mu held.
+func (r *Relay) retire(ids []primitive.ObjectID, now time.Time) {
+	for _, eid := range ids {
+		if _, ok := r.sent[eid]; ok {
+			r.sent[eid] = true
+		}
+	}
+	r.retired = append(r.retired, retired{ids: ids, at: now})
 }
 
 // forget drops ids from the sent entries; r.mu held.

@@ -8,14 +8,14 @@ import (
 
 // After a burst the bookkeeping maps are made anew, keeping what they hold.
 func TestShrinkKeepsTheEntries(t *testing.T) {
-	r := &Relay{state: map[any]int{}, snaps: map[any][][]Entry{}, sent: map[primitive.ObjectID]struct{}{}}
+	r := &Relay{state: map[any]int{}, snaps: map[any][][]Entry{}, sent: map[primitive.ObjectID]bool{}}
 	var ids []primitive.ObjectID
 	for i := 0; i < 1000; i++ {
 		r.state[i] = queued
 		r.snaps[i] = [][]Entry{{{Subject: "s"}}}
 		id := primitive.NewObjectID()
 		ids = append(ids, id)
-		r.sent[id] = struct{}{}
+		r.sent[id] = i%2 == 0 // published; every other one with its removal confirmed
 	}
 	r.stateHigh, r.sentHigh = 1000, 1000
 	r.shrinkState()
@@ -37,8 +37,8 @@ func TestShrinkKeepsTheEntries(t *testing.T) {
 		if r.state[i] != queued || len(r.snaps[i]) != 1 {
 			t.Fatalf("document %d lost in the shrink", i)
 		}
-		if _, ok := r.sent[ids[i]]; !ok {
-			t.Fatalf("sent entry %d lost in the shrink", i)
+		if removed, ok := r.sent[ids[i]]; !ok || removed != (i%2 == 0) {
+			t.Fatalf("sent entry %d lost in the shrink, or its removal state (%v, %v)", i, removed, ok)
 		}
 	}
 }

@@ -71,10 +71,18 @@ type Notifier interface {
 	NotifyPending(docID any, pending ...outbox.Entry)
 }
 
+// Trimmer tells which published entries a write may remove itself (an
+// *outbox.Relay; see outbox.Relay.Published).
+type Trimmer interface {
+	Published(docID any, pending []outbox.Entry) (keep []outbox.Entry, count int64, ok bool)
+	Dropped(docID any, ids []primitive.ObjectID)
+}
+
 // Store is the ticket repository.
 type Store struct {
 	coll   *mongo.Collection
 	notify Notifier
+	trim   Trimmer // the notifier, when it is one
 	recent *mongox.Recent[primitive.ObjectID, doc] // the state last written (see the package doc)
 	reads  atomic.Int64                            // ticket reads by id, for tests of recent
 }
@@ -85,7 +93,7 @@ const recentSize = 1024
 // remember keeps d (without its outbox, which the relay owns) as the state
 // last written, for the next Update to write on (mongox.Recent).
 func (s *Store) remember(d doc) {
-	d.Outbox = nil
+	d.Outbox = slices.Clone(d.Outbox) // exact as of d.Rev, for trimmable
 	d.Released = slices.Clone(d.Released)
 	s.recent.Put(d.ID, d.Rev, d)
 }
@@ -93,7 +101,9 @@ func (s *Store) remember(d doc) {
 // New returns a Store on db's tickets collection. n may be nil (the relay's
 // poll then finds the events).
 func New(db *mongo.Database, n Notifier) *Store {
-	return &Store{coll: db.Collection(Collection), notify: n, recent: mongox.NewRecent[primitive.ObjectID, doc](recentSize)}
+	s := &Store{coll: db.Collection(Collection), notify: n, recent: mongox.NewRecent[primitive.ObjectID, doc](recentSize)}
+	s.trim, _ = n.(Trimmer)
+	return s
 }
 
 // Coll is the tickets collection, for the outbox relay.
@@ -215,6 +225,8 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 		return domain.Ticket{}, apperr.ErrNotFound
 	}
 	useRecent := true
+	var dropped []primitive.ObjectID // published entries the write removes (Trimmer)
+	var writeFilter bson.M
 	for lost := 0; lost < maxAttempts; {
 		var d *doc
 		remembered := false
@@ -251,20 +263,35 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			if err != nil {
 				return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
 			}
-			update = outbox.Push(update, entry)
+			// Only if rev is still the one read (and rev+1 then).
+			filter := bson.M{"_id": oid, "rev": d.Rev}
+			if keep, n, ok := s.trimmable(oid, d, remembered); ok {
+				// The published entries go in this write (see trimmable).
+				update = outbox.Replace(update, keep, entry)
+				filter[outbox.PendingField] = n
+				dropped = dropped[:0]
+				for _, e := range d.Outbox {
+					if !slices.ContainsFunc(keep, func(k outbox.Entry) bool { return k.ID == e.ID }) {
+						dropped = append(dropped, e.ID)
+					}
+				}
+			} else {
+				update = outbox.Push(update, entry)
+				dropped = dropped[:0]
+			}
+			update["$inc"].(bson.M)["rev"] = int64(1)
+			writeFilter = filter
 		}
-		// Only if rev is still the one read (and rev+1 then).
 		var written bool
 		var pending []outbox.Entry
 		var err error
 		if bookkeeping {
 			written, err = mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
+			pending = d.Outbox // unchanged by this write
 		} else {
-			// The same conditional write, returning the outbox as stored
-			// after it: the relay publishes from that, without a read.
-			inc := update["$inc"].(bson.M)
-			inc["rev"] = int64(1)
-			pending, written, err = outbox.UpdatePending(ctx, s.coll, bson.M{"_id": oid, "rev": d.Rev}, update)
+			// The conditional write, returning the outbox as stored after
+			// it: the relay publishes from that, without a read.
+			pending, written, err = outbox.UpdatePending(ctx, s.coll, writeFilter, update)
 			err = mongox.Classify(err)
 		}
 		if err != nil {
@@ -283,13 +310,30 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			continue
 		}
 		s.remember(doc{ID: oid, Title: t.Title, Price: t.Price, UserID: t.UserID, Version: t.Version,
-			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released})
+			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released, Outbox: pending})
 		if !bookkeeping {
+			if len(dropped) > 0 {
+				s.trim.Dropped(oid, dropped)
+			}
 			s.notifyWritten(oid, pending...)
 		}
 		return t, nil
 	}
 	return domain.Ticket{}, apperr.New(apperr.Conflict, "The ticket is being changed by others; retry")
+}
+
+// trimmable returns the entries to keep of the outbox of d and the
+// pending count to write on, when this write can remove the published
+// entries itself (outbox.Relay.Published): only on the remembered state,
+// whose outbox is the one this store's last write returned, so a hot
+// ticket's published entries go with its next write instead of costing the
+// relay a removal statement of its own. If the count does not match (a
+// removal ran meanwhile), the write does not match and Update reads.
+func (s *Store) trimmable(id primitive.ObjectID, d *doc, remembered bool) ([]outbox.Entry, int64, bool) {
+	if s.trim == nil || !remembered || len(d.Outbox) == 0 {
+		return nil, 0, false
+	}
+	return s.trim.Published(id, d.Outbox)
 }
 
 func (s *Store) notifyWritten(id primitive.ObjectID, pending ...outbox.Entry) {
