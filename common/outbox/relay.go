@@ -121,7 +121,15 @@ type pull struct {
 	id      any
 	entries []bson.Raw
 	ids     []primitive.ObjectID
+	at      time.Time // queued (the first of merged ones)
 }
+
+// removeDelay is how long a published entry waits before the relay
+// removes it: time for the document's next write, if it comes soon, to
+// remove it in passing (Published), which saves the relay's statement.
+// A ticket edited or reserved and released in quick succession, an order
+// created and then cancelled, are written again within milliseconds.
+const removeDelay = 25 * time.Millisecond
 
 // NewRelay returns a relay for coll; call Run to start it. Document ids
 // passed to Notify must be comparable (ObjectID, string, number).
@@ -530,6 +538,7 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 			return
 		}
 		q := &p
+		q.at = time.Now()
 		if r.removeByID == nil {
 			r.removeByID, r.removing = map[any]*pull{}, map[any]int{}
 		}
@@ -563,9 +572,12 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 	// send takes a slot (held: the caller acquired it) and removes the
 	// first maxPullBatch queued documents in the background; false if
 	// there were none (the slot is given back).
-	send := func() bool {
+	send := func(due time.Time) bool {
 		r.mu.Lock()
-		n := min(len(r.removeQueue), maxPullBatch)
+		n := 0
+		for n < min(len(r.removeQueue), maxPullBatch) && !r.removeQueue[n].at.After(due) {
+			n++
+		}
 		batch := make([]pull, 0, n)
 		for _, q := range r.removeQueue[:n] {
 			delete(r.removeByID, q.id)
@@ -601,14 +613,39 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 				return
 			}
 			slots <- struct{}{}
-			send()
+			send(time.Now().Add(time.Hour)) // everything, delay or not
 		}
 	}
+	// untilDue is how long until the oldest queued removal is due.
+	untilDue := func() time.Duration {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if len(r.removeQueue) == 0 {
+			return 0
+		}
+		return time.Until(r.removeQueue[0].at.Add(removeDelay))
+	}
+	delay := time.NewTimer(time.Hour)
+	delay.Stop()
+	defer delay.Stop()
 	for {
 		if queued() == 0 {
 			select {
 			case p := <-r.pulls:
 				add(p)
+			case <-stop:
+				flush()
+				return
+			}
+		}
+		if d := untilDue(); d > 0 {
+			delay.Reset(d)
+			select {
+			case <-delay.C:
+			case p := <-pulls():
+				add(p)
+				delay.Stop()
+				continue
 			case <-stop:
 				flush()
 				return
@@ -629,7 +666,7 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 			}
 		}
 		drain()
-		send()
+		send(time.Now().Add(-removeDelay))
 	}
 }
 
@@ -685,6 +722,14 @@ func (r *Relay) Dropped(docID any, ids []primitive.ObjectID) {
 			}
 		}
 		q.entries, q.ids = entries, qids
+		if len(q.ids) == 0 {
+			// Nothing left to remove: out of the queue, so that the
+			// document's next removal waits its own removeDelay.
+			delete(r.removeByID, docID)
+			if i := slices.Index(r.removeQueue, q); i >= 0 {
+				r.removeQueue = slices.Delete(r.removeQueue, i, i+1)
+			}
+		}
 	}
 	r.retire(ids, time.Now())
 }

@@ -82,7 +82,7 @@ type Trimmer interface {
 type Store struct {
 	coll   *mongo.Collection
 	notify Notifier
-	trim   Trimmer // the notifier, when it is one
+	trim   Trimmer                                 // the notifier, when it is one
 	recent *mongox.Recent[primitive.ObjectID, doc] // the state last written (see the package doc)
 	reads  atomic.Int64                            // ticket reads by id, for tests of recent
 }

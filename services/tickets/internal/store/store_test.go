@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/bson/primitive"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/events"
@@ -360,5 +361,124 @@ func TestRememberedStateSavesReadsButNeverDecides(t *testing.T) {
 		if e.Version != int64(i) {
 			t.Fatalf("event %d carries version %d", i, e.Version)
 		}
+	}
+}
+
+// trimmer is an outbox.Relay's Published/Dropped as a test sets them: the
+// entries it calls published, and the pending count it expects.
+type trimmer struct {
+	notifications
+	published map[string]bool // entry id (hex) -> published
+	count     int64           // -1: the count of the outbox it is given, minus nothing
+	dropped   []string
+}
+
+func (tr *trimmer) Published(_ any, pending []outbox.Entry) ([]outbox.Entry, int64, bool) {
+	var keep []outbox.Entry
+	for _, e := range pending {
+		if !tr.published[e.ID.Hex()] {
+			keep = append(keep, e)
+		}
+	}
+	if len(keep) == len(pending) {
+		return nil, 0, false
+	}
+	n := tr.count
+	if n < 0 {
+		n = int64(len(pending))
+	}
+	return keep, n, true
+}
+
+func (tr *trimmer) Dropped(_ any, ids []primitive.ObjectID) {
+	for _, id := range ids {
+		tr.dropped = append(tr.dropped, id.Hex())
+	}
+}
+
+// outboxState returns the ticket's outbox entries (their versions) and
+// its pending count, as stored.
+func outboxState(t *testing.T, s *Store, id string) ([]int64, int64) {
+	t.Helper()
+	oid, _ := mongox.ObjectID(id)
+	var d doc
+	if err := s.coll.FindOne(context.Background(), bson.M{"_id": oid}).Decode(&d); err != nil {
+		t.Fatal(err)
+	}
+	var vs []int64
+	for _, e := range d.Outbox {
+		var ev events.TicketUpdated
+		if err := json.Unmarshal(e.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		vs = append(vs, ev.Version)
+	}
+	return vs, d.OutboxPending
+}
+
+// A write on the remembered state removes the entries the relay has
+// published (Replace), conditional on the pending count the relay expects;
+// when that count is wrong (a removal the relay did not tell about), the
+// write does not match, and the update reads and pushes as usual: nothing
+// unpublished is ever dropped, and the count always equals the entries.
+func TestWriteRemovesPublishedEntriesOnlyOnExactKnowledge(t *testing.T) {
+	ctx := context.Background()
+	tr := &trimmer{published: map[string]bool{}, count: -1}
+	s := New(testenv.MongoDatabase(t), tr)
+	tk, err := s.Create(ctx, domain.Ticket{Title: "t", Price: 1, UserID: "u"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entryOf := func(i int) outbox.Entry { // the i-th pending entry as stored
+		oid, _ := mongox.ObjectID(tk.ID)
+		var d doc
+		if err := s.coll.FindOne(ctx, bson.M{"_id": oid}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		return d.Outbox[i]
+	}
+	edit := func(price float64) {
+		t.Helper()
+		if _, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Price = price; return nil }); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Nothing published: the new entry is pushed behind the pending one.
+	edit(2)
+	if vs, n := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{0, 1}) || n != 2 {
+		t.Fatalf("outbox %v count %d, want [0 1] and 2", vs, n)
+	}
+	// Version 0 published: the next write takes it out.
+	tr.published[entryOf(0).ID.Hex()] = true
+	reads := s.reads.Load()
+	edit(3)
+	if vs, n := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{1, 2}) || n != 2 {
+		t.Fatalf("outbox %v count %d, want [1 2] and 2", vs, n)
+	}
+	if len(tr.dropped) != 1 || s.reads.Load() != reads {
+		t.Fatalf("dropped %v with %d reads; want the published entry, no read", tr.dropped, s.reads.Load()-reads)
+	}
+	// Another replica's relay published version 2 and removed it; this
+	// relay published version 1. Without the count in the condition, the
+	// write would set the outbox to [2 3] and resurrect 2. The count does
+	// not match, the write does not either, and the update reads and
+	// pushes: [3].
+	e2 := entryOf(1)
+	raw, err := bson.Marshal(e2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oid, _ := mongox.ObjectID(tk.ID)
+	if _, err := s.coll.UpdateOne(ctx, bson.M{"_id": oid}, bson.M{"$pullAll": bson.M{outbox.Field: []bson.Raw{raw}}, "$inc": bson.M{outbox.PendingField: int64(-1)}}); err != nil {
+		t.Fatal(err)
+	}
+	tr.published[entryOf(0).ID.Hex()] = true
+	edit(4)
+	if vs, n := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{1, 3}) || n != 2 {
+		t.Fatalf("outbox %v count %d, want [1 3] and 2 (read, then pushed)", vs, n)
+	}
+	if s.reads.Load() != reads+1 {
+		t.Fatalf("%d reads after the count mismatch, want 1", s.reads.Load()-reads)
 	}
 }
