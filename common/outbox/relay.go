@@ -77,7 +77,7 @@ type Relay struct {
 	mu           sync.Mutex
 	queue        []any
 	state        map[any]int
-	snaps        map[any][][]Entry               // handed-over snapshots of a document's pending entries, not yet processed
+	snaps        map[any][][]Entry           // handed-over snapshots of a document's pending entries, not yet processed
 	sent         map[primitive.ObjectID]bool // entries (ids are unique) published by this relay, not to publish again (see forget); true once their removal is confirmed
 	retired      []retired                   // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
 	retiredAt    int
@@ -670,38 +670,46 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 	}
 }
 
+// Trim is what a writer may remove of a document's outbox in its next
+// write (Relay.Published).
+type Trim struct {
+	Keep    []Entry              // the entries not published, in order: the outbox to write, before the new ones (Replace)
+	Drop    []primitive.ObjectID // the published ones the write removes (hand them to Dropped after it)
+	Pending int64                // the pending count to make the write conditional on
+}
+
 // Published is for a writer about to write a document whose pending
 // outbox it knows exactly as of its last write (the outbox returned by
-// UpdatePending, or inserted): it returns the entries of outbox this relay
-// has not published (to keep, in order), and the pending count the
-// document has if nothing but this relay's confirmed removals changed it
-// since. A write conditional on that count (and on the document's own
-// revision) that sets the outbox to keep plus its new entries (Replace)
-// then removes the published entries in the same statement, saving the
-// relay its removal; if the count does not match (a removal still running,
-// another relay), the writer falls back to Push. ok is false when a removal
-// of the document is running (the count is unknown until it ends) or when
-// there is nothing to drop.
-func (r *Relay) Published(docID any, outbox []Entry) (keep []Entry, pending int64, ok bool) {
+// UpdatePending, or inserted): what this relay has published of it may go
+// in that write. A write conditional on Trim.Pending (and on the
+// document's own revision) that sets the outbox to Keep plus its new
+// entries (Replace) removes the published entries in the same statement,
+// saving the relay a removal; the count is what the document holds if
+// nothing but this relay's confirmed removals changed it since, so if
+// anything else did (another relay, a removal of this one still running),
+// the write does not match and the writer falls back to Push. ok is false
+// when a removal of the document is running (the count is unknown until it
+// ends) or when there is nothing to remove.
+func (r *Relay) Published(docID any, outbox []Entry) (t Trim, ok bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.removing[docID] > 0 {
-		return nil, 0, false
+		return Trim{}, false
 	}
-	pending = int64(len(outbox))
+	t.Pending = int64(len(outbox))
 	for _, e := range outbox {
 		removed, sent := r.sent[e.ID]
 		switch {
 		case !sent:
-			keep = append(keep, e)
+			t.Keep = append(t.Keep, e)
 		case removed:
-			pending-- // gone from the document already
+			t.Pending-- // gone from the document already
+			t.Drop = append(t.Drop, e.ID)
+		default:
+			t.Drop = append(t.Drop, e.ID)
 		}
 	}
-	if len(keep) == len(outbox) {
-		return nil, 0, false
-	}
-	return keep, pending, true
+	return t, len(t.Drop) > 0
 }
 
 // Dropped tells the relay that a writer's conditional write (see

@@ -82,6 +82,7 @@ func Run(ctx context.Context, cfg Config, log *slog.Logger, ln net.Listener) err
 	// A closure: relay is assigned below (it needs the store's collection).
 	st := store.New(db, func(id any, pending ...outbox.Entry) { relay.NotifyPending(id, pending...) })
 	relay = outbox.NewRelay(st.Orders(), conn, log.With("component", "outbox"), outbox.Options{})
+	st.SetTrimmer(relay)
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return err
 	}

@@ -31,6 +31,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -63,7 +64,21 @@ type Store struct {
 	notify  func(docID any, pending ...outbox.Entry)
 	recent  *mongox.Recent[primitive.ObjectID, orderDoc] // the state last written of recent orders
 	reads   atomic.Int64                                 // orders read by Update, for tests
+	trim    Trimmer                                      // see SetTrimmer
 }
+
+// Trimmer tells which published entries a write may remove itself (an
+// *outbox.Relay; see outbox.Relay.Published).
+type Trimmer interface {
+	Published(docID any, pending []outbox.Entry) (outbox.Trim, bool)
+	Dropped(docID any, ids []primitive.ObjectID)
+}
+
+// SetTrimmer lets Update remove an order's published outbox entries in its
+// own write when it writes on the remembered state (whose outbox is exact):
+// an order cancelled right after its creation takes the creation's entry
+// with it instead of costing the relay a removal. Call before use.
+func (s *Store) SetTrimmer(t Trimmer) { s.trim = t }
 
 // recentOrders bounds the remembered orders (about 200 bytes each).
 const recentOrders = 1024
@@ -106,6 +121,9 @@ type orderDoc struct {
 	Rev         int64              `bson:"rev"`
 	Reservation string             `bson:"reservation"`
 	CreatedAt   time.Time          `bson:"createdAt"`
+	// Outbox is only known in remembered states (reads leave it out): the
+	// pending entries as of Rev, for SetTrimmer.
+	Outbox []outbox.Entry `bson:"-"`
 }
 
 type ticketDoc struct {
@@ -154,7 +172,7 @@ func (s *Store) Create(ctx context.Context, o *domain.Order) error {
 		return err
 	}
 	d := orderDoc{ID: id, UserID: o.UserID, TicketID: tid, Status: string(o.Status), ExpiresAt: o.ExpiresAt,
-		Version: o.Version, Rev: 0, Reservation: reservation(o), CreatedAt: time.Now().UTC()}
+		Version: o.Version, Rev: 0, Reservation: reservation(o), CreatedAt: time.Now().UTC(), Outbox: entries}
 	doc := bson.M{
 		"_id": d.ID, "userId": d.UserID, "ticketId": d.TicketID, "status": d.Status,
 		"expiresAt": d.ExpiresAt, "version": d.Version, "rev": d.Rev,
@@ -300,19 +318,34 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 				"reservation": reservation(o),
 			},
 		}
-		// $push, never $set: the relay may be removing published entries meanwhile.
-		update = outbox.Push(update, entries...)
 		// Only if rev is still the one read (and rev+1 then).
+		filter := bson.M{"_id": d.ID, "rev": d.Rev}
+		var trim outbox.Trim
+		trimmed := false
+		if s.trim != nil && remembered && len(entries) > 0 && len(d.Outbox) > 0 {
+			trim, trimmed = s.trim.Published(d.ID, d.Outbox)
+		}
+		if trimmed {
+			// The published entries go in this write: the outbox as the
+			// remembered state knows it, exactly, given this count.
+			update = outbox.Replace(update, trim.Keep, entries...)
+			update["$inc"] = bson.M{}
+			filter[outbox.PendingField] = trim.Pending
+		} else {
+			// $push, never a plain $set: the relay may be removing
+			// published entries meanwhile.
+			update = outbox.Push(update, entries...)
+		}
 		var written bool
-		var stored []outbox.Entry
+		stored := d.Outbox // unchanged by a write without entries
 		if len(entries) == 0 {
 			written, err = mongox.UpdateCounted(ctx, s.orders, d.ID, "rev", d.Rev, update)
 		} else {
-			// The same conditional write, returning the outbox as stored
-			// after it, for the relay to publish from without a read.
-			// Into Push's $inc (it counts the pending entries), not over it.
+			// The conditional write, returning the outbox as stored after
+			// it, for the relay to publish from without a read. Into
+			// Push's $inc (it counts the pending entries), not over it.
 			update["$inc"].(bson.M)["rev"] = int64(1)
-			stored, written, err = outbox.UpdatePending(ctx, s.orders, bson.M{"_id": d.ID, "rev": d.Rev}, update)
+			stored, written, err = outbox.UpdatePending(ctx, s.orders, filter, update)
 			if err != nil && !mongox.IsDuplicateKey(err) {
 				err = mongox.Classify(err)
 			}
@@ -327,7 +360,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 		if written {
 			w := d
 			w.Status, w.Version, w.ExpiresAt, w.Reservation, w.Rev = string(o.Status), o.Version, o.ExpiresAt, reservation(o), d.Rev+1
+			w.Outbox = slices.Clone(stored)
 			s.recent.Put(w.ID, w.Rev, w)
+			if trimmed {
+				s.trim.Dropped(d.ID, trim.Drop)
+			}
 			if len(entries) > 0 {
 				s.notify(d.ID, stored...)
 			}

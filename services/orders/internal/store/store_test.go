@@ -365,3 +365,53 @@ func TestUpdateWritesOnTheRememberedState(t *testing.T) {
 		t.Fatalf("order completed elsewhere is now %+v", got)
 	}
 }
+
+// publishedAll is a Trimmer (an outbox.Relay as a test sets it) that calls
+// every entry published, expecting the count it is given, or wrong by
+// offset.
+type publishedAll struct {
+	offset  int64
+	dropped int
+}
+
+func (p *publishedAll) Published(_ any, pending []outbox.Entry) (outbox.Trim, bool) {
+	t := outbox.Trim{Pending: int64(len(pending)) + p.offset}
+	for _, e := range pending {
+		t.Drop = append(t.Drop, e.ID)
+	}
+	return t, len(t.Drop) > 0
+}
+
+func (p *publishedAll) Dropped(_ any, ids []primitive.ObjectID) { p.dropped += len(ids) }
+
+// An order cancelled right after its creation takes the published
+// creation's entry out in the cancellation's write; with a count that does
+// not match what is stored, the write does not match, and the cancellation
+// reads and pushes behind the entry (nothing is dropped on a guess).
+func TestCancelRemovesThePublishedCreationEntry(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name    string
+		offset  int64
+		entries int // in the outbox after the cancellation
+		dropped int
+	}{{"exact count", 0, 1, 1}, {"wrong count", 1, 2, 0}} {
+		t.Run(c.name, func(t *testing.T) {
+			s, db := MustOpenStore(t)
+			tr := &publishedAll{offset: c.offset}
+			s.SetTrimmer(tr)
+			tk := mustTicket(t, s, "concert", 20)
+			o := domain.NewOrder(s.NewID(), "u", tk, time.Now(), time.Minute)
+			if err := s.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.Update(ctx, o.ID, (*domain.Order).Cancel); err != nil {
+				t.Fatal(err)
+			}
+			got := outboxOf(t, db, o.ID) // also checks the count
+			if len(got) != c.entries || got[len(got)-1].Subject != string(events.SubjectOrderCancelled) || tr.dropped != c.dropped {
+				t.Fatalf("outbox %+v, dropped %d; want %d entries ending with the cancellation, %d dropped", got, tr.dropped, c.entries, c.dropped)
+			}
+		})
+	}
+}

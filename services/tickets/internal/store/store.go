@@ -74,7 +74,7 @@ type Notifier interface {
 // Trimmer tells which published entries a write may remove itself (an
 // *outbox.Relay; see outbox.Relay.Published).
 type Trimmer interface {
-	Published(docID any, pending []outbox.Entry) (keep []outbox.Entry, count int64, ok bool)
+	Published(docID any, pending []outbox.Entry) (outbox.Trim, bool)
 	Dropped(docID any, ids []primitive.ObjectID)
 }
 
@@ -265,19 +265,14 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 			}
 			// Only if rev is still the one read (and rev+1 then).
 			filter := bson.M{"_id": oid, "rev": d.Rev}
-			if keep, n, ok := s.trimmable(oid, d, remembered); ok {
+			if tr, ok := s.trimmable(oid, d, remembered); ok {
 				// The published entries go in this write (see trimmable).
-				update = outbox.Replace(update, keep, entry)
-				filter[outbox.PendingField] = n
-				dropped = dropped[:0]
-				for _, e := range d.Outbox {
-					if !slices.ContainsFunc(keep, func(k outbox.Entry) bool { return k.ID == e.ID }) {
-						dropped = append(dropped, e.ID)
-					}
-				}
+				update = outbox.Replace(update, tr.Keep, entry)
+				filter[outbox.PendingField] = tr.Pending
+				dropped = tr.Drop
 			} else {
 				update = outbox.Push(update, entry)
-				dropped = dropped[:0]
+				dropped = nil
 			}
 			update["$inc"].(bson.M)["rev"] = int64(1)
 			writeFilter = filter
@@ -329,9 +324,9 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 // ticket's published entries go with its next write instead of costing the
 // relay a removal statement of its own. If the count does not match (a
 // removal ran meanwhile), the write does not match and Update reads.
-func (s *Store) trimmable(id primitive.ObjectID, d *doc, remembered bool) ([]outbox.Entry, int64, bool) {
+func (s *Store) trimmable(id primitive.ObjectID, d *doc, remembered bool) (outbox.Trim, bool) {
 	if s.trim == nil || !remembered || len(d.Outbox) == 0 {
-		return nil, 0, false
+		return outbox.Trim{}, false
 	}
 	return s.trim.Published(id, d.Outbox)
 }

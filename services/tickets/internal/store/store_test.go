@@ -369,25 +369,19 @@ func TestRememberedStateSavesReadsButNeverDecides(t *testing.T) {
 type trimmer struct {
 	notifications
 	published map[string]bool // entry id (hex) -> published
-	count     int64           // -1: the count of the outbox it is given, minus nothing
 	dropped   []string
 }
 
-func (tr *trimmer) Published(_ any, pending []outbox.Entry) ([]outbox.Entry, int64, bool) {
-	var keep []outbox.Entry
+func (tr *trimmer) Published(_ any, pending []outbox.Entry) (outbox.Trim, bool) {
+	t := outbox.Trim{Pending: int64(len(pending))}
 	for _, e := range pending {
-		if !tr.published[e.ID.Hex()] {
-			keep = append(keep, e)
+		if tr.published[e.ID.Hex()] {
+			t.Drop = append(t.Drop, e.ID)
+		} else {
+			t.Keep = append(t.Keep, e)
 		}
 	}
-	if len(keep) == len(pending) {
-		return nil, 0, false
-	}
-	n := tr.count
-	if n < 0 {
-		n = int64(len(pending))
-	}
-	return keep, n, true
+	return t, len(t.Drop) > 0
 }
 
 func (tr *trimmer) Dropped(_ any, ids []primitive.ObjectID) {
@@ -423,7 +417,7 @@ func outboxState(t *testing.T, s *Store, id string) ([]int64, int64) {
 // unpublished is ever dropped, and the count always equals the entries.
 func TestWriteRemovesPublishedEntriesOnlyOnExactKnowledge(t *testing.T) {
 	ctx := context.Background()
-	tr := &trimmer{published: map[string]bool{}, count: -1}
+	tr := &trimmer{published: map[string]bool{}}
 	s := New(testenv.MongoDatabase(t), tr)
 	tk, err := s.Create(ctx, domain.Ticket{Title: "t", Price: 1, UserID: "u"})
 	if err != nil {
