@@ -19,7 +19,6 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/httpx"
 	"github.com/ticketing-go/ticketing/common/logx"
-	"github.com/ticketing-go/ticketing/common/memory"
 	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/services/auth/internal/domain"
 	"github.com/ticketing-go/ticketing/services/auth/internal/httpapi"
@@ -30,8 +29,6 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// Idle heap back to the OS after bursts (see package memory).
-	go memory.ReturnIdle(ctx, memory.DefaultInterval)
 	log := logx.New("auth")
 	if err := run(ctx, log); err != nil {
 		log.Error("auth stopped", "err", err)

@@ -12,15 +12,12 @@ import (
 
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/logx"
-	"github.com/ticketing-go/ticketing/common/memory"
 	"github.com/ticketing-go/ticketing/services/orders/internal/app"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	// Idle heap back to the OS after bursts (see package memory).
-	go memory.ReturnIdle(ctx, memory.DefaultInterval)
 	if err := run(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "orders:", err)
 		os.Exit(1)

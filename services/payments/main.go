@@ -11,7 +11,6 @@ import (
 
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/logx"
-	"github.com/ticketing-go/ticketing/common/memory"
 	"github.com/ticketing-go/ticketing/services/payments/internal/app"
 )
 
@@ -25,8 +24,6 @@ func main() {
 func run(ctx context.Context) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	// Idle heap back to the OS after bursts (see package memory).
-	go memory.ReturnIdle(ctx, memory.DefaultInterval)
 	log := logx.New(app.Service)
 	env := config.FromOS()
 	cfg := app.ConfigFromEnv(env)
