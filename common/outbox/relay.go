@@ -587,6 +587,11 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 			}
 		}
 		r.removeQueue = slices.Delete(r.removeQueue, 0, n)
+		if len(r.removeQueue) == 0 && cap(r.removeQueue) > shrinkAbove {
+			// A burst's queue is gone: let its array and map go too (Go
+			// maps keep the memory of their largest size).
+			r.removeQueue, r.removeByID = nil, map[any]*pull{}
+		}
 		r.mu.Unlock()
 		if len(batch) == 0 {
 			<-slots
