@@ -407,7 +407,7 @@ func TestDocumentsWithAWrongCountArePublishedAndTheCountRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A count too low hides the document from the polls on the count; the
-	// poll on the entries themselves (at start, then every minute) finds it.
+	// poll on the entries themselves (at start, then every 10 minutes or so) finds it.
 	low := primitive.NewObjectID()
 	if _, err := coll.InsertOne(ctx, bson.M{"_id": low, "version": int64(0),
 		outbox.Field: []outbox.Entry{entry(t, low, 0)}, outbox.PendingField: int64(0)}); err != nil {

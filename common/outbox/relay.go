@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"time"
@@ -81,7 +82,7 @@ type Relay struct {
 	sent         map[primitive.ObjectID]bool // entries (ids are unique) published by this relay, not to publish again (see forget); true once their removal is confirmed
 	retired      []retired                   // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
 	retiredAt    int
-	lastFullPoll time.Time // see fullPollInterval; only Run's goroutine uses it
+	nextFullPoll time.Time // see fullPollInterval (zero: the first poll); only Run's goroutine uses it
 	stateHigh    int       // the most documents state held since it was last made anew (shrinkState)
 	sentHigh     int       // the same for sent
 	failures     int       // consecutive publish failures; drives the poll backoff
@@ -247,19 +248,29 @@ func (r *Relay) nextDelay() time.Duration {
 	return min(d, r.opts.MaxBackoff)
 }
 
-// fullPollInterval: how often a poll looks at the entries themselves
-// rather than the pending count (the first poll after start does too).
-// It is the safety net for a count that is too low, which would hide a
-// document's entries from every other poll: a writer that does not keep
-// the count (seen: one overwrote Push's $inc), or a hand-made change. On
-// the FerretDB stand-in it decodes the whole collection, so not often.
-const fullPollInterval = time.Minute
+// fullPollInterval: how often, on average, a poll looks at the entries
+// themselves rather than the pending count (the first poll after start
+// does too). It is the safety net for a count that is too low, which would
+// hide a document's entries from every other poll: a writer that does not
+// keep the count (seen once: one overwrote Push's $inc), or a hand-made
+// change. On the FerretDB stand-in it decodes the whole collection: with
+// 15,000 tickets that is a burst of stand-in CPU every relay made at the
+// same moment of every minute (they start together), and the benchmark's
+// propagation p99 jumped from 6-8 ms to 33-147 ms in the runs it fell into.
+// Every 10 minutes, each relay at its own random moment (±20 %).
+const fullPollInterval = 10 * time.Minute
+
+// nextFullPoll is when the poll after one at now looks at the entries.
+func nextFullPoll(now time.Time) time.Time {
+	jitter := time.Duration(rand.Int64N(int64(fullPollInterval)*2/5)) - fullPollInterval/5
+	return now.Add(fullPollInterval + jitter)
+}
 
 // poll queues every document with pending entries and updates the backlog gauge.
 func (r *Relay) poll(ctx context.Context) error {
 	filter := pendingFilter()
-	if now := time.Now(); now.Sub(r.lastFullPoll) >= fullPollInterval {
-		filter, r.lastFullPoll = bson.M{Field + ".0": bson.M{"$exists": true}}, now
+	if now := time.Now(); !now.Before(r.nextFullPoll) {
+		filter, r.nextFullPoll = bson.M{Field + ".0": bson.M{"$exists": true}}, nextFullPoll(now)
 	}
 	cur, err := r.coll.Find(ctx, filter,
 		options.Find().SetProjection(bson.M{Field: 1, PendingField: 1}).SetLimit(int64(r.opts.BatchSize)))
@@ -515,7 +526,7 @@ const removers = 1
 // cleanup deferred (a few hundred bytes per document); beyond it, publishing
 // waits for the removals, so memory stays bounded and a sustained load
 // runs at the pace the store allows for both.
-const maxQueuedRemovals = 4096
+const maxQueuedRemovals = 1024
 
 // remove removes published entries. The removals queued while the
 // commands in flight run are merged per document (one statement takes
