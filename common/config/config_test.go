@@ -3,6 +3,8 @@ package config_test
 import (
 	"bytes"
 	"log/slog"
+	"os"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -94,5 +96,25 @@ func TestMaskURL(t *testing.T) {
 		if got := config.MaskURL(in); got != want {
 			t.Errorf("MaskURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// Without GOGC in the environment the services collect at ServiceGOGC;
+// with it, Go's own setting stands.
+func TestSetServiceGC(t *testing.T) {
+	prev := debug.SetGCPercent(100)
+	defer debug.SetGCPercent(prev)
+	if v, ok := os.LookupEnv("GOGC"); ok {
+		defer os.Setenv("GOGC", v)
+	}
+	os.Unsetenv("GOGC")
+	config.SetServiceGC()
+	if got := debug.SetGCPercent(100); got != config.ServiceGOGC {
+		t.Fatalf("GC percent %d without GOGC, want %d", got, config.ServiceGOGC)
+	}
+	t.Setenv("GOGC", "100")
+	config.SetServiceGC()
+	if got := debug.SetGCPercent(100); got != 100 {
+		t.Fatalf("GC percent %d with GOGC=100, want it left alone", got)
 	}
 }

@@ -27,6 +27,7 @@ import (
 )
 
 func main() {
+	config.SetServiceGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log := logx.New("auth")

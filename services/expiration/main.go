@@ -16,6 +16,7 @@ import (
 )
 
 func main() {
+	config.SetServiceGC()
 	if err := run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "expiration:", err)
 		os.Exit(1)

@@ -15,6 +15,7 @@ import (
 )
 
 func main() {
+	config.SetServiceGC()
 	if err := run(context.Background()); err != nil {
 		fmt.Fprintln(os.Stderr, "payments:", err)
 		os.Exit(1)

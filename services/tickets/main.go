@@ -17,6 +17,7 @@ import (
 )
 
 func main() {
+	config.SetServiceGC()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
