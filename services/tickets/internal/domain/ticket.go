@@ -5,8 +5,11 @@
 package domain
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"strings"
+	"time"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/events"
@@ -22,8 +25,16 @@ const (
 
 // MaxReleased bounds how many released orders a ticket remembers (see
 // Ticket.Released); a ticket is reserved by only a handful of orders in its
-// life, so the bound only matters against abuse.
+// life, so the bound only matters against abuse. Orders created well before
+// the oldest one remembered count as released too (see
+// createdBeforeReleased).
 const MaxReleased = 100
+
+// clockSlack is how much older (by the creation time in its ObjectId) an
+// order must be than the oldest remembered released order to count as
+// released without being remembered: more than the clocks of the orders
+// service's replicas, which stamp the ids, can differ.
+const clockSlack = 10 * time.Second
 
 // Ticket is a ticket for sale. Version counts its changes: 0 when created,
 // +1 on every edit, reservation and release; the events carry it so that
@@ -128,13 +139,46 @@ func (t *Ticket) Reserve(orderID string) error {
 	switch {
 	case orderID == "":
 		return apperr.Field("orderId", "Order id is required")
-	case t.OrderID == orderID, t.released(orderID):
+	case t.OrderID == orderID, t.released(orderID), t.createdBeforeReleased(orderID):
 		return ErrUnchanged
 	case t.Reserved():
 		return ErrHeldByOther
 	}
 	t.OrderID = orderID
 	return nil
+}
+
+// createdBeforeReleased reports whether the ticket has forgotten released
+// orders (it remembers MaxReleased) and orderID was created before the
+// oldest one it remembers, by more than clockSlack. Such an order cannot
+// hold the ticket: that remembered order was created after it, which the
+// orders service allows only once no other order holds the ticket (its
+// unique reservation), so this one was cancelled by then; its creation
+// arriving now is a redelivery. Without this, a creation redelivered after
+// more than MaxReleased later orders let the ticket go would reserve it for
+// good (seen in the benchmark, one ticket ordered and cancelled hundreds
+// of times in a few seconds, before cancellations stopped waiting long for
+// their creations). Ids that are not ObjectIds are never judged so.
+func (t *Ticket) createdBeforeReleased(orderID string) bool {
+	if len(t.Released) < MaxReleased {
+		return false
+	}
+	created, ok := objectIDTime(orderID)
+	oldest, ok2 := objectIDTime(t.Released[0])
+	return ok && ok2 && created.Add(clockSlack).Before(oldest)
+}
+
+// objectIDTime is the creation time in a 24-hex ObjectId (its first four
+// bytes, seconds since the epoch, big-endian).
+func objectIDTime(id string) (time.Time, bool) {
+	if len(id) != 24 {
+		return time.Time{}, false
+	}
+	b, err := hex.DecodeString(id)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(int64(binary.BigEndian.Uint32(b[:4])), 0), true
 }
 
 // Release frees the ticket if order orderID holds it, and remembers that

@@ -1,10 +1,14 @@
 package domain
 
 import (
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
 )
@@ -211,6 +215,49 @@ func TestReleasedIsBounded(t *testing.T) {
 	}
 	if last := tk.Released[MaxReleased-1]; last != strings.Repeat("x", MaxReleased+10) {
 		t.Fatalf("the newest release was dropped")
+	}
+}
+
+// Once the ticket has forgotten released orders, the creation of an order
+// older than the oldest one it remembers (by more than the clock slack) is
+// stale: that order cannot hold the ticket any more. A younger unknown
+// order, or an id that is no ObjectId, reserves as usual.
+func TestCreationOlderThanTheRememberedReleasesIsStale(t *testing.T) {
+	at := func(d time.Duration) string { // an ObjectId created at now+d
+		b := make([]byte, 12)
+		binary.BigEndian.PutUint32(b, uint32(time.Now().Add(d).Unix()))
+		return hex.EncodeToString(b)
+	}
+	var tk Ticket
+	for i := 0; i < MaxReleased; i++ {
+		id := at(0)[:20] + fmt.Sprintf("%04x", i)
+		if err := tk.Reserve(id); err != nil {
+			t.Fatal(err)
+		}
+		if err := tk.Release(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tk.Reserve(at(-time.Hour)); !errors.Is(err, ErrUnchanged) {
+		t.Fatalf("creation of an order an hour older than every remembered release: %v, want ErrUnchanged", err)
+	}
+	if err := tk.Reserve(at(-time.Second)); err != nil {
+		t.Fatalf("creation of an order a second older (within the clock slack): %v, want it reserved", err)
+	}
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(tk.Release(tk.OrderID))
+	if err := tk.Reserve("legacy-order-id"); err != nil {
+		t.Fatalf("an id that is no ObjectId: %v, want it reserved", err)
+	}
+	// Not full yet: never judged by age.
+	var fresh Ticket
+	if err := fresh.Reserve(at(-time.Hour)); err != nil {
+		t.Fatalf("old order on a ticket that forgot nothing: %v", err)
 	}
 }
 
