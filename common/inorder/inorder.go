@@ -82,6 +82,10 @@ type key struct {
 	known   bool
 	// versions waiting on the key in this process (ApplyVersion only)
 	waiting map[int64]int
+	// versions being applied on the key in this process, waiting or not
+	// (ApplyVersion only): a version does not try while a lower one that
+	// may be its predecessor is in flight here (see lowerInFlight)
+	inflight map[int64]int
 	// the record's state as the last Applied or Stale try reported it
 	// (Reached); stateKnown is false when it did not report one
 	state      string
@@ -267,6 +271,21 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 			g.mu.Unlock()
 		}
 	}()
+	if version > 0 {
+		g.mu.Lock()
+		if ent.inflight == nil {
+			ent.inflight = map[int64]int{}
+		}
+		ent.inflight[version]++
+		g.mu.Unlock()
+		defer func() {
+			g.mu.Lock()
+			if ent.inflight[version]--; ent.inflight[version] <= 0 {
+				delete(ent.inflight, version)
+			}
+			g.mu.Unlock()
+		}()
+	}
 	deadline := time.NewTimer(maxWait)
 	defer deadline.Stop()
 	poll := time.NewTimer(g.poll)
@@ -284,8 +303,12 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 		g.mu.Lock()
 		changed := ent.changed
 		att := &attempt{retry: n > 0, likely: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
+		behind := version > 0 && g.lowerInFlight(ent, version)
 		g.mu.Unlock()
-		out, err := try(context.WithValue(ctx, attemptKey{}, att))
+		out, err := Ahead, error(nil)
+		if !behind {
+			out, err = try(context.WithValue(ctx, attemptKey{}, att))
+		}
 		<-ent.turn
 		if err != nil {
 			return err
@@ -427,6 +450,22 @@ func (g *Gate) arm(t *time.Timer, d time.Duration) time.Time {
 	}
 	t.Reset(d)
 	return time.Now().Add(d)
+}
+
+// lowerInFlight reports whether a lower version than version, not known to
+// be applied, is being applied on e in this process: then version cannot
+// go first, and trying would only cost the store a failed write and a read.
+// Messages are handled concurrently, so version n+1 of a ticket updated in
+// a tight loop often took the key's turn before n: at one PUT worker the
+// orders replica read 1.5 times per update (measured), now about never.
+// g.mu held.
+func (g *Gate) lowerInFlight(e *key, version int64) bool {
+	for m := range e.inflight {
+		if m < version && (!e.known || m > e.applied) {
+			return true
+		}
+	}
+	return false
 }
 
 // behind reports whether another Apply waiter on e needs the same state as
