@@ -254,10 +254,11 @@ func (r *Relay) nextDelay() time.Duration {
 // hide a document's entries from every other poll: a writer that does not
 // keep the count (seen once: one overwrote Push's $inc), or a hand-made
 // change. On the FerretDB stand-in it decodes the whole collection: with
-// 15,000 tickets that is a burst of stand-in CPU every relay made at the
-// same moment of every minute (they start together), and the benchmark's
-// propagation p99 jumped from 6-8 ms to 33-147 ms in the runs it fell into.
-// Every 10 minutes, each relay at its own random moment (±20 %).
+// 15,000 tickets, a burst of the stand-in's CPU, which every relay made at
+// the same moment of every minute (they start together). Every 10 minutes
+// now, each relay at its own random moment (±20 %). (Suspected of some of
+// the benchmark's propagation outliers; they still occur without it, so
+// that is not shown.)
 const fullPollInterval = 10 * time.Minute
 
 // nextFullPoll is when the poll after one at now looks at the entries.
