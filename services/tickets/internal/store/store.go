@@ -225,11 +225,11 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 		return domain.Ticket{}, apperr.ErrNotFound
 	}
 	useRecent := true
-	var dropped []primitive.ObjectID // published entries the write removes (Trimmer)
-	var writeFilter bson.M
 	for lost := 0; lost < maxAttempts; {
 		var d *doc
 		remembered := false
+		var dropped []primitive.ObjectID // published entries the write removes (Trimmer)
+		var writeFilter bson.M
 		if useRecent {
 			if r, _, ok := s.recent.Get(oid); ok {
 				d, remembered = &r, true
