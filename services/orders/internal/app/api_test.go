@@ -324,7 +324,7 @@ func TestPaymentCompletesOrder(t *testing.T) {
 		t.Fatalf("reserve a paid ticket: %d %s", st, b)
 	}
 
-	// A payment for an order cancelled meanwhile leaves it cancelled (logged for a refund).
+	// A payment for an order cancelled meanwhile leaves it cancelled (the payments service refunds it).
 	tk2 := s.mustTicket(t, "late", 1)
 	late := s.mustOrder(t, "payer", tk2.ID)
 	s.publish(t, events.ExpirationComplete{OrderID: late.ID})

@@ -138,9 +138,10 @@ func (l *listeners) paymentCreated(ctx context.Context, e events.PaymentCreated,
 	err := l.Store.Update(ctx, e.OrderID, func(o *domain.Order) error { return o.Complete() })
 	if errors.Is(err, domain.ErrPaidCancelled) {
 		// The charge went through after the order had expired; the ticket may
-		// be someone else's by now. Nothing here can fix that: log loudly
-		// (a refund is needed) and acknowledge.
-		l.Log.Error("payment for a cancelled order; needs a refund", "order", e.OrderID, "payment", e.ID, "stripeId", e.StripeID)
+		// be someone else's by now, so the order stays cancelled. The
+		// payments service refunds such a payment (it has the
+		// cancellation too); acknowledge.
+		l.Log.Warn("payment for a cancelled order; the payments service refunds it", "order", e.OrderID, "payment", e.ID, "stripeId", e.StripeID)
 		return nil
 	}
 	return l.orderOutcome(err, "payment:created", e.OrderID)

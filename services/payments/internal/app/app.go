@@ -1,5 +1,6 @@
 // Package app wires the payments service: configuration, MongoDB, NATS
-// Streaming, Stripe, the outbox relay, the listener and the HTTP server.
+// Streaming, Stripe, the outbox relay, the listener, the refund sweep and
+// the HTTP server.
 // main and the tests run the service through Run.
 package app
 
@@ -49,6 +50,9 @@ type Config struct {
 	// InProgressWait: how long a payment request waits for a concurrent
 	// attempt on the same order before answering 409 (default 5s).
 	InProgressWait time.Duration
+	// RefundSweep: how often refunds that failed or were cut off by a crash
+	// are retried (default 1m; also once at start).
+	RefundSweep time.Duration
 }
 
 // ConfigFromEnv reads the configuration; every problem is in env.Err().
@@ -64,6 +68,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		StripeTimeout: env.Duration("STRIPE_TIMEOUT", 20*time.Second),
 		AckWait:       env.Duration("ACK_WAIT", 30*time.Second),
 		GapWait:       env.Duration("GAP_WAIT", 10*time.Second),
+		RefundSweep:   env.Duration("REFUND_SWEEP", time.Minute),
 	}
 	env.Check(!strings.HasPrefix(c.StripeKey, "pk_"), "STRIPE_KEY: a publishable key (pk_...) cannot charge; use a secret key (sk_...)")
 	if c.StripeAPIBase != "" {
@@ -84,6 +89,9 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	}
 	if cfg.InProgressWait <= 0 {
 		cfg.InProgressWait = 5 * time.Second
+	}
+	if cfg.RefundSweep <= 0 {
+		cfg.RefundSweep = time.Minute
 	}
 	client, db, err := mongox.Connect(ctx, cfg.MongoURI, cfg.MongoDB)
 	if err != nil {
@@ -116,7 +124,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 		WaitInProgress: cfg.InProgressWait,
 		ChargeTimeout:  chargeTimeout,
 	}
-	lst := listener.New(st.Orders, cfg.GapWait)
+	lst := listener.New(st.Orders, svc, cfg.GapWait, log)
 	if err := lst.Subscribe(conn, cfg.AckWait, events.Logging(log)); err != nil {
 		return fmt.Errorf("subscribe: %w", err)
 	}
@@ -135,9 +143,28 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return relay.Run(gctx) })
 	g.Go(func() error { return httpx.Serve(gctx, ln, r, 10*time.Second, log) })
+	g.Go(func() error { sweepRefunds(gctx, svc, cfg.RefundSweep, log); return nil })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
 	}
 	return err
+}
+
+// sweepRefunds retries the refunds marked due (see domain.Service.RefundDue)
+// at start and every interval until ctx is done.
+func sweepRefunds(ctx context.Context, svc *domain.Service, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		n, err := svc.RefundDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("retrying due refunds", "refunded", n, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -45,6 +45,11 @@ type stripeProxy struct {
 	// delay holds every charge this long before forwarding it (makes races
 	// between requests real).
 	delay time.Duration
+	// hold, when set, holds every charge until it is closed.
+	hold chan struct{}
+	// refunds are the refund requests; failRefunds answers them 500.
+	refunds     []stripeCall
+	failRefunds bool
 }
 
 type stripeCall struct {
@@ -68,13 +73,32 @@ func mustStripeProxy(tb testing.TB) *stripeProxy {
 			form, _ := url.ParseQuery(string(body))
 			p.mu.Lock()
 			p.calls = append(p.calls, stripeCall{IdempotencyKey: r.Header.Get("Idempotency-Key"), Form: form})
-			delay := p.delay
+			delay, hold := p.delay, p.hold
 			p.mu.Unlock()
 			time.Sleep(delay)
+			if hold != nil {
+				<-hold
+			}
 			if form.Get("payment_method") == "pm_card_chargeDeclined" {
 				w.Header().Set("Content-Type", "application/json")
 				w.WriteHeader(http.StatusPaymentRequired)
 				fmt.Fprintf(w, `{"error":{"type":"card_error","code":"card_declined","decline_code":"generic_decline","message":%q}}`, declinedMessage)
+				return
+			}
+			r.Body = io.NopCloser(strings.NewReader(string(body)))
+			r.ContentLength = int64(len(body))
+		}
+		if r.Method == http.MethodPost && r.URL.Path == "/v1/refunds" {
+			body, _ := io.ReadAll(r.Body)
+			form, _ := url.ParseQuery(string(body))
+			p.mu.Lock()
+			p.refunds = append(p.refunds, stripeCall{IdempotencyKey: r.Header.Get("Idempotency-Key"), Form: form})
+			fail := p.failRefunds
+			p.mu.Unlock()
+			if fail {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(http.StatusInternalServerError)
+				fmt.Fprint(w, `{"error":{"type":"api_error","message":"refunds are down"}}`)
 				return
 			}
 			r.Body = io.NopCloser(strings.NewReader(string(body)))
@@ -90,6 +114,35 @@ func (p *stripeProxy) Calls() []stripeCall {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]stripeCall(nil), p.calls...)
+}
+
+func (p *stripeProxy) Refunds() []stripeCall {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]stripeCall(nil), p.refunds...)
+}
+
+// Hold holds every charge from now on until the returned release is called.
+func (p *stripeProxy) Hold() (release func()) {
+	ch := make(chan struct{})
+	p.mu.Lock()
+	p.hold = ch
+	p.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			p.mu.Lock()
+			p.hold = nil
+			p.mu.Unlock()
+			close(ch)
+		})
+	}
+}
+
+func (p *stripeProxy) FailRefunds(fail bool) {
+	p.mu.Lock()
+	p.failRefunds = fail
+	p.mu.Unlock()
 }
 
 func (p *stripeProxy) SetDelay(d time.Duration) {

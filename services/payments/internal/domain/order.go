@@ -48,6 +48,9 @@ var (
 	ErrAlreadyPaid = apperr.New(apperr.Invalid, "Order already paid")
 	// ErrInProgress: another request is charging the order right now.
 	ErrInProgress = apperr.New(apperr.Conflict, "A payment for this order is already in progress")
+	// ErrCancelledWhilePaying: the order was cancelled (it expired) while
+	// its charge was running; the charge is refunded.
+	ErrCancelledWhilePaying = apperr.New(apperr.Invalid, "The order was cancelled while it was being paid; the payment is refunded")
 	// ErrClaimLost: our claim was taken over (lease expired) or released.
 	ErrClaimLost = apperr.New(apperr.Conflict, "A payment for this order is already in progress")
 )
@@ -130,4 +133,7 @@ type Payment struct {
 	ID       string
 	OrderID  string
 	StripeID string
+	// RefundID is the provider's refund, once the payment is refunded (its
+	// order was cancelled while it was being charged).
+	RefundID string
 }

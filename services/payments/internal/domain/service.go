@@ -1,6 +1,7 @@
 package domain
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/events"
 )
 
 // Orders is the order replica as the payment use case needs it.
@@ -28,6 +30,14 @@ type Payments interface {
 	Create(ctx context.Context, p Payment) error
 	// ByOrder returns the payment of an order or apperr NotFound.
 	ByOrder(ctx context.Context, orderID string) (Payment, error)
+	// MarkRefundDue records, durably, that the payment of the order must be
+	// refunded, and returns it. apperr NotFound when the order has no
+	// payment; a payment refunded already comes back with its RefundID.
+	MarkRefundDue(ctx context.Context, orderID string) (Payment, error)
+	// Refunded records the provider's refund of a payment.
+	Refunded(ctx context.Context, paymentID, refundID string) error
+	// RefundsDue returns up to limit payments marked due and not refunded.
+	RefundsDue(ctx context.Context, limit int) ([]Payment, error)
 }
 
 // ChargeRequest is one charge to the payment provider.
@@ -44,6 +54,9 @@ type ChargeRequest struct {
 // was charged), anything else when the outcome is unknown.
 type Charger interface {
 	Charge(ctx context.Context, r ChargeRequest) (providerID string, err error)
+	// Refund returns the whole amount of the charge providerID. The
+	// idempotency key makes a repeated refund of one payment a no-op.
+	Refund(ctx context.Context, providerID, idempotencyKey string) (refundID string, err error)
 }
 
 // Service is the payment use case.
@@ -144,8 +157,70 @@ func (s *Service) Pay(ctx context.Context, userID, orderID, token string) (Payme
 		}
 		p = existing
 	}
-	s.markPaid(ctx, orderID, p.ID)
+	if paid, ok := s.markPaid(ctx, orderID, p.ID); ok && paid.Status == events.OrderCancelled {
+		// The order expired (or was cancelled) while it was being charged:
+		// the orders service will not complete it, and its ticket may be
+		// someone else's by now. The money goes back.
+		if err := s.RefundOrder(ctx, orderID); err != nil {
+			s.log().Error("refunding the payment of an order cancelled during its charge; the refund sweep retries it",
+				"orderId", orderID, "payment", p.ID, "err", err)
+		}
+		return Payment{}, ErrCancelledWhilePaying
+	}
 	return p, nil
+}
+
+// RefundOrder refunds the payment of a cancelled order, if it has one. The
+// orders service never cancels a paid order, so a payment of a cancelled
+// order is always one that raced the cancellation: the charge completed
+// after the order expired. The refund is first marked due in the database,
+// so that a failure or a crash between here and the provider leaves it to
+// RefundDue instead of forgetting it.
+func (s *Service) RefundOrder(ctx context.Context, orderID string) error {
+	p, err := s.Payments.MarkRefundDue(ctx, orderID)
+	if apperr.Is(err, apperr.NotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return s.refund(ctx, p)
+}
+
+// RefundDue refunds every payment marked due and not refunded yet (after a
+// failed attempt or a crash); it returns the first error and how many it
+// refunded.
+func (s *Service) RefundDue(ctx context.Context) (int, error) {
+	ps, err := s.Payments.RefundsDue(ctx, 100)
+	if err != nil {
+		return 0, err
+	}
+	var first error
+	n := 0
+	for _, p := range ps {
+		if err := s.refund(ctx, p); err != nil {
+			first = cmp.Or(first, err)
+			continue
+		}
+		n++
+	}
+	return n, first
+}
+
+func (s *Service) refund(ctx context.Context, p Payment) error {
+	if p.RefundID != "" {
+		return nil
+	}
+	refundID, err := s.Charger.Refund(ctx, p.StripeID, "refund-"+p.ID)
+	if err != nil {
+		return err
+	}
+	if err := s.Payments.Refunded(ctx, p.ID, refundID); err != nil {
+		return err
+	}
+	s.log().Warn("payment refunded: its order was cancelled while it was being charged",
+		"orderId", p.OrderID, "payment", p.ID, "stripeId", p.StripeID, "refund", refundID)
+	return nil
 }
 
 func (s *Service) release(ctx context.Context, orderID, claim string, definite bool) {
@@ -156,13 +231,17 @@ func (s *Service) release(ctx context.Context, orderID, claim string, definite b
 	}
 }
 
-func (s *Service) markPaid(ctx context.Context, orderID, paymentID string) {
-	_, err := s.Orders.Update(ctx, orderID, func(o *Order) error { o.MarkPaid(paymentID); return nil })
+// markPaid records the payment on the order replica and returns the order
+// as stored (ok false when the write failed).
+func (s *Service) markPaid(ctx context.Context, orderID, paymentID string) (Order, bool) {
+	o, err := s.Orders.Update(ctx, orderID, func(o *Order) error { o.MarkPaid(paymentID); return nil })
 	if err != nil {
 		// The stored payment is the truth; a later attempt finds it (see
 		// Pay) and marks the order then.
 		s.log().Warn("marking order paid", "orderId", orderID, "err", err)
+		return o, false
 	}
+	return o, true
 }
 
 func (s *Service) log() *slog.Logger {

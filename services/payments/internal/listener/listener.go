@@ -1,10 +1,12 @@
 // Package listener is the events port of the payments service: it keeps the
-// order replica from order:created and order:cancelled, in version order.
+// order replica from order:created and order:cancelled, in version order,
+// and has a paid order that is cancelled refunded.
 package listener
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
@@ -27,10 +29,18 @@ type Subscriber interface {
 	Subscribe(s events.Subscription, h events.Handler) error
 }
 
+// Refunder returns the money of a cancelled order's payment
+// (domain.Service.RefundOrder).
+type Refunder interface {
+	RefundOrder(ctx context.Context, orderID string) error
+}
+
 // Listener applies order events to the replica.
 type Listener struct {
-	replica Replica
-	gate    *inorder.Gate
+	replica  Replica
+	refunder Refunder
+	log      *slog.Logger
+	gate     *inorder.Gate
 }
 
 // New returns a Listener; maxWait is how long an event ahead of a gap waits
@@ -42,8 +52,14 @@ type Listener struct {
 // cancellation waits for the creation, not for version-1 (ApplyCancelled
 // applies over any older version), which ApplyVersion's wake-up rule would
 // leave to the poll for a cancellation of version 2 or more.
-func New(replica Replica, maxWait time.Duration) *Listener {
-	return &Listener{replica: replica, gate: inorder.NewGate(maxWait)}
+//
+// refunder (may be nil) is called when an order:cancelled finds the order
+// paid: the charge completed after the orders service had cancelled it.
+func New(replica Replica, refunder Refunder, maxWait time.Duration, log *slog.Logger) *Listener {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Listener{replica: replica, refunder: refunder, log: log, gate: inorder.NewGate(maxWait)}
 }
 
 // Subscribe subscribes to both subjects.
@@ -84,8 +100,12 @@ func (l *Listener) OrderCancelled(ctx context.Context, e events.OrderCancelledEv
 	if e.ID == "" {
 		return events.Poison(errors.New("order:cancelled without id"))
 	}
-	return l.gate.Apply(ctx, e.ID, func(ctx context.Context) (inorder.Outcome, error) {
-		_, err := l.replica.Update(ctx, e.ID, func(o *domain.Order) error { return o.ApplyCancelled(e.Version) })
+	var paid bool
+	err := l.gate.Apply(ctx, e.ID, func(ctx context.Context) (inorder.Outcome, error) {
+		o, err := l.replica.Update(ctx, e.ID, func(o *domain.Order) error { return o.ApplyCancelled(e.Version) })
+		// Also on a duplicate: the refund of the first delivery may have
+		// failed (it is marked due first, so RefundOrder is idempotent).
+		paid = o.PaymentID != "" && o.Status == events.OrderCancelled
 		switch {
 		case errors.Is(err, domain.ErrStale):
 			return inorder.Stale, nil
@@ -96,4 +116,14 @@ func (l *Listener) OrderCancelled(ctx context.Context, e events.OrderCancelledEv
 		}
 		return inorder.Applied, nil
 	})
+	if err != nil || !paid || l.refunder == nil {
+		return err
+	}
+	// Paid before the cancellation reached this replica. A failure is
+	// not redelivered (the cancellation is applied); the refund, marked
+	// due, is retried by the refund sweep.
+	if err := l.refunder.RefundOrder(ctx, e.ID); err != nil {
+		l.log.Error("refunding the payment of a cancelled order; the refund sweep retries it", "orderId", e.ID, "err", err)
+	}
+	return nil
 }

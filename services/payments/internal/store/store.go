@@ -182,11 +182,17 @@ type Payments struct {
 func (s *Payments) Coll() *mongo.Collection { return s.coll }
 
 type paymentDoc struct {
-	ID        string         `bson:"_id"`
-	OrderID   string         `bson:"orderId"`
-	StripeID  string         `bson:"stripeId"`
-	CreatedAt time.Time      `bson:"createdAt"`
-	Outbox    []outbox.Entry `bson:"outbox,omitempty"`
+	ID        string    `bson:"_id"`
+	OrderID   string    `bson:"orderId"`
+	StripeID  string    `bson:"stripeId"`
+	CreatedAt time.Time `bson:"createdAt"`
+	// RefundDue: the order was cancelled while this payment was charged;
+	// set before the refund is asked of the provider, cleared with RefundID
+	// once it is done (see domain.Service.RefundOrder).
+	RefundDue  bool           `bson:"refundDue,omitempty"`
+	RefundID   string         `bson:"refundId,omitempty"`
+	RefundedAt *time.Time     `bson:"refundedAt,omitempty"`
+	Outbox     []outbox.Entry `bson:"outbox,omitempty"`
 	// OutboxPending counts Outbox (outbox.PendingField).
 	OutboxPending int64 `bson:"outboxPending"`
 }
@@ -223,5 +229,52 @@ func (s *Payments) ByOrder(ctx context.Context, orderID string) (domain.Payment,
 	if err != nil {
 		return domain.Payment{}, mongox.Classify(err)
 	}
-	return domain.Payment{ID: d.ID, OrderID: d.OrderID, StripeID: d.StripeID}, nil
+	return d.payment(), nil
+}
+
+func (d paymentDoc) payment() domain.Payment {
+	return domain.Payment{ID: d.ID, OrderID: d.OrderID, StripeID: d.StripeID, RefundID: d.RefundID}
+}
+
+// MarkRefundDue marks the payment of the order due for a refund, unless it
+// is refunded already, and returns it (apperr.ErrNotFound: no payment).
+func (s *Payments) MarkRefundDue(ctx context.Context, orderID string) (domain.Payment, error) {
+	var d paymentDoc
+	err := s.coll.FindOneAndUpdate(ctx, bson.M{"orderId": orderID, "refundId": bson.M{"$exists": false}},
+		bson.M{"$set": bson.M{"refundDue": true}},
+		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return s.ByOrder(ctx, orderID) // refunded already, or no payment
+	}
+	if err != nil {
+		return domain.Payment{}, mongox.Classify(err)
+	}
+	return d.payment(), nil
+}
+
+// Refunded records the refund of payment id.
+func (s *Payments) Refunded(ctx context.Context, id, refundID string) error {
+	_, err := s.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{
+		"$set":   bson.M{"refundId": refundID, "refundedAt": time.Now().UTC()},
+		"$unset": bson.M{"refundDue": ""},
+	})
+	return mongox.Classify(err)
+}
+
+// RefundsDue returns up to limit payments marked due for a refund.
+func (s *Payments) RefundsDue(ctx context.Context, limit int) ([]domain.Payment, error) {
+	cur, err := s.coll.Find(ctx, bson.M{"refundDue": true}, options.Find().SetLimit(int64(limit)).
+		SetProjection(bson.M{"outbox": 0}))
+	if err != nil {
+		return nil, mongox.Classify(err)
+	}
+	var docs []paymentDoc
+	if err := cur.All(ctx, &docs); err != nil {
+		return nil, mongox.Classify(err)
+	}
+	out := make([]domain.Payment, len(docs))
+	for i, d := range docs {
+		out[i] = d.payment()
+	}
+	return out, nil
 }

@@ -1,5 +1,6 @@
 // Package stripe is the payments service's adapter to Stripe: one confirmed
-// PaymentIntent per charge, with the caller's idempotency key.
+// PaymentIntent per charge, and a refund of it when its order was cancelled
+// meanwhile, each with the caller's idempotency key.
 package stripe
 
 import (
@@ -78,6 +79,20 @@ func (c *Charger) Charge(ctx context.Context, r domain.ChargeRequest) (string, e
 		return "", &apperr.Error{Code: apperr.PaymentFailed, Message: msg,
 			Err: fmt.Errorf("payment intent %s in status %s", pi.ID, pi.Status)}
 	}
+}
+
+// Refund refunds the whole PaymentIntent paymentIntentID. Stripe answers a
+// repeated request with the same idempotency key with the first refund; a
+// PaymentIntent refunded already by other means is refused (an error).
+func (c *Charger) Refund(ctx context.Context, paymentIntentID, idempotencyKey string) (string, error) {
+	p := &stripe.RefundCreateParams{PaymentIntent: stripe.String(paymentIntentID)}
+	p.AddMetadata("reason", "order cancelled while it was being paid")
+	p.SetIdempotencyKey(idempotencyKey)
+	r, err := c.client.V1Refunds.Create(ctx, p)
+	if err != nil {
+		return "", classify(err)
+	}
+	return r.ID, nil
 }
 
 func classify(err error) error {

@@ -33,6 +33,22 @@ func TestChargeStripeMock(t *testing.T) {
 	}
 }
 
+// TestRefundStripeMock: the refund request is valid for Stripe's API.
+func TestRefundStripeMock(t *testing.T) {
+	c := New("sk_test_123", testenv.StripeMock(t), 10*time.Second)
+	pi, err := c.Charge(context.Background(), request("order-o2-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := c.Refund(context.Background(), pi, "refund-p1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(id, "re_") {
+		t.Fatalf("id %q, want a Refund id", id)
+	}
+}
+
 // TestChargeErrors: how Stripe's answers become API errors, and whether the
 // charge certainly did not happen (402/400) or the outcome is unknown.
 func TestChargeErrors(t *testing.T) {
