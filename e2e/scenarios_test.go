@@ -378,7 +378,7 @@ func TestNATSOutage(t *testing.T) {
 		t.Errorf("order request: %s", x)
 	}
 	// Generous: messages in flight when NATS stopped come back only after the
-	// subscribers' AckWait (30 s), and CI machines are slow.
+	// subscribers' AckWait (10 s), and CI machines are slow.
 	conv := s.Converge(t, b.acks.Max(), 3*time.Minute)
 	// Each acknowledged order:created / order:cancelled moves its ticket one
 	// version (reserved, freed) - except where a cancellation overtook its

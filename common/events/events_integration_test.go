@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -298,6 +299,53 @@ func TestPoisonErrorAndMaxDeliveriesGoToDeadLetter(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond) // past one more AckWait: no further delivery
 	if n, p := failingCalls.Load(), poisonCalls.Load(); n != 3 || p != 1 {
 		t.Fatalf("calls after dead letter: failing %d, poison %d", n, p)
+	}
+}
+
+// temporary is an error that says it is temporary (as inorder.ErrGap does).
+type temporary struct{}
+
+func (temporary) Error() string   { return "predecessor missing" }
+func (temporary) Temporary() bool { return true }
+
+// TestTransientFailuresOutlastMaxDeliveries: a message that fails because a
+// dependency is down, or because its predecessor has not come, is
+// redelivered past MaxDeliveries until it is handled, never dead-lettered.
+func TestTransientFailuresOutlastMaxDeliveries(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+	}{
+		{"unavailable", apperr.Wrap(apperr.Unavailable, "The database is unavailable", errors.New("dial tcp: refused"))},
+		{"temporary", fmt.Errorf("ticket 7: %w", temporary{})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := testenv.NATSStreaming(t)
+			c := MustConnect(t, n)
+			dl := deadLetters(t, c)
+			const failures = 4 // twice MaxDeliveries
+			var calls atomic.Int32
+			handled := make(chan int, 1)
+			if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", AckWait: time.Second, MaxDeliveries: 2},
+				func(_ context.Context, m *Msg) error {
+					if calls.Add(1) <= failures {
+						return tc.err
+					}
+					handled <- m.Attempt
+					return nil
+				}); err != nil {
+				t.Fatal(err)
+			}
+			mustPublish(t, c, TicketUpdated{ID: "t1", Version: 1, Title: "x", Price: 1, UserID: "u"})
+			if attempt := receive(t, handled, 20*time.Second); attempt != failures+1 {
+				t.Fatalf("handled on attempt %d, want %d", attempt, failures+1)
+			}
+			select {
+			case d := <-dl:
+				t.Fatalf("a transient failure was dead-lettered: %+v", d)
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	stan "github.com/nats-io/stan.go"
+
+	"github.com/ticketing-go/ticketing/common/apperr"
 )
 
 // Subscription describes a durable queue subscription.
@@ -21,13 +23,15 @@ type Subscription struct {
 	// after every member restarted.
 	QueueGroup string
 	// AckWait: a message not acknowledged within it is redelivered
-	// (default 30s).
+	// (default DefaultAckWait).
 	AckWait time.Duration
 	// MaxInflight bounds the unacknowledged messages the server sends this
 	// member and the handlers running at once (default 32).
 	MaxInflight int
 	// MaxDeliveries: a message whose handler failed this many times goes to
-	// the dead-letter subject and is acknowledged (default 5).
+	// the dead-letter subject and is acknowledged (default 5). Transient
+	// failures do not count (see Transient): they are redelivered until
+	// they succeed.
 	MaxDeliveries int
 	// Middleware wraps the handler, outermost first.
 	Middleware []Middleware
@@ -35,7 +39,15 @@ type Subscription struct {
 
 // Subscription defaults.
 const (
-	DefaultAckWait       = 30 * time.Second
+	// DefaultAckWait is 10s, not stan's 30s. It is how long a message
+	// handed to a connection that then died (a NATS outage, a killed
+	// replica) waits before it is redelivered: after a 10 s outage the
+	// replicas converged 34 s after the load stopped with 30 s. It must
+	// exceed the longest wait of a handler for a predecessor
+	// (inorder.Gate's maxWait, 5s in every service), or a waiting message
+	// is redelivered while it waits (harmless: versions make it a
+	// duplicate, but wasted). The Node.js original uses 5s.
+	DefaultAckWait       = 10 * time.Second
 	DefaultMaxInflight   = 32
 	DefaultMaxDeliveries = 5
 )
@@ -92,6 +104,21 @@ func Poison(err error) error {
 		return nil
 	}
 	return poisonError{err}
+}
+
+// Transient reports whether err is a failure that retrying later can cure
+// and that no retry count should give up on: a dependency that is down
+// (apperr.Unavailable: MongoDB, NATS) or an error whose Temporary method
+// says so (inorder.ErrGap: a predecessor that has not arrived yet).
+// Dead-lettering such a message would lose it for good, and a replica
+// would then wait forever for the version it carried; redelivered, it is
+// applied once the database is back or the predecessor has come.
+func Transient(err error) bool {
+	if apperr.Is(err, apperr.Unavailable) {
+		return true
+	}
+	var t interface{ Temporary() bool }
+	return errors.As(err, &t) && t.Temporary()
 }
 
 // IsPoison reports whether err was marked with Poison.
@@ -232,7 +259,7 @@ func (s *subscriber) handle(raw *stan.Msg) {
 	result := "ack"
 	switch {
 	case err == nil:
-	case IsPoison(err) || m.Attempt >= s.spec.MaxDeliveries:
+	case IsPoison(err) || (m.Attempt >= s.spec.MaxDeliveries && !Transient(err)):
 		if dlErr := s.deadLetter(m, err); dlErr != nil {
 			c.log.Error("dead letter publish failed; message will be redelivered", "subject", subject, "seq", m.Sequence, "err", dlErr)
 			consumed.WithLabelValues(subject, "retry").Inc()

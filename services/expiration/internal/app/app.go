@@ -50,7 +50,7 @@ func ConfigFromEnv(env *config.Env) Config {
 		MongoDB:   env.String("MONGO_DB", "expiration"),
 		NATS:      events.ConfigFromEnv(env, Service),
 		Poll:      env.Duration("EXPIRATION_POLL", time.Second),
-		AckWait:   env.Duration("ACK_WAIT", 30*time.Second),
+		AckWait:   env.Duration("ACK_WAIT", events.DefaultAckWait),
 		Retention: env.Duration("EXPIRATION_RETENTION", 7*24*time.Hour),
 	}
 }

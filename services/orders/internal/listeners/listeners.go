@@ -43,7 +43,8 @@ type Store interface {
 type Options struct {
 	Store Store
 	Log   *slog.Logger
-	// AckWait is how long NATS waits for an ack before redelivering (default 30s).
+	// AckWait is how long NATS waits for an ack before redelivering
+	// (default events.DefaultAckWait).
 	AckWait time.Duration
 	// MaxWait is how long an early ticket update waits in-process for its
 	// predecessor before it is left to redelivery (default 5s, below AckWait).
@@ -63,7 +64,7 @@ func Start(sub Subscriber, o Options) error {
 		o.Log = slog.Default()
 	}
 	if o.AckWait <= 0 {
-		o.AckWait = 30 * time.Second
+		o.AckWait = events.DefaultAckWait
 	}
 	if o.MaxWait <= 0 {
 		o.MaxWait = 5 * time.Second

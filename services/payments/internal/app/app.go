@@ -66,10 +66,11 @@ func ConfigFromEnv(env *config.Env) Config {
 		StripeKey:     env.Secret("STRIPE_KEY"),
 		StripeAPIBase: env.String("STRIPE_API_BASE", ""),
 		StripeTimeout: env.Duration("STRIPE_TIMEOUT", 20*time.Second),
-		AckWait:       env.Duration("ACK_WAIT", 30*time.Second),
-		GapWait:       env.Duration("GAP_WAIT", 10*time.Second),
+		AckWait:       env.Duration("ACK_WAIT", events.DefaultAckWait),
+		GapWait:       env.Duration("GAP_WAIT", 5*time.Second),
 		RefundSweep:   env.Duration("REFUND_SWEEP", time.Minute),
 	}
+	env.Check(c.GapWait < c.AckWait, "GAP_WAIT (%s) must be less than ACK_WAIT (%s): an event waiting for its predecessor would be redelivered while it waits", c.GapWait, c.AckWait)
 	env.Check(!strings.HasPrefix(c.StripeKey, "pk_"), "STRIPE_KEY: a publishable key (pk_...) cannot charge; use a secret key (sk_...)")
 	if c.StripeAPIBase != "" {
 		u, err := url.Parse(c.StripeAPIBase)
@@ -85,7 +86,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 		cfg.StripeTimeout = 20 * time.Second
 	}
 	if cfg.GapWait <= 0 {
-		cfg.GapWait = 10 * time.Second
+		cfg.GapWait = 5 * time.Second
 	}
 	if cfg.InProgressWait <= 0 {
 		cfg.InProgressWait = 5 * time.Second

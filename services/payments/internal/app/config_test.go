@@ -33,6 +33,7 @@ func TestConfigFromEnv(t *testing.T) {
 		{"bad base", with("STRIPE_API_BASE", "localhost:12111"), "STRIPE_API_BASE"},
 		{"no jwt key", with("JWT_KEY", ""), "JWT_KEY is required"},
 		{"no mongo", with("MONGO_URI", ""), "MONGO_URI is required"},
+		{"gap wait past ack wait", with("GAP_WAIT", "10s"), "must be less than ACK_WAIT"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
