@@ -121,7 +121,9 @@ func (s *Service) Pay(ctx context.Context, userID, orderID, token string) (Payme
 
 	// A payment stored by an attempt that died before marking the order.
 	if p, err := s.Payments.ByOrder(ctx, orderID); err == nil {
-		s.markPaid(ctx, orderID, p.ID)
+		if err := s.markPaid(ctx, p); err != nil {
+			return Payment{}, err
+		}
 		return Payment{}, ErrAlreadyPaid
 	} else if !apperr.Is(err, apperr.NotFound) {
 		s.release(ctx, orderID, claim, false)
@@ -157,15 +159,8 @@ func (s *Service) Pay(ctx context.Context, userID, orderID, token string) (Payme
 		}
 		p = existing
 	}
-	if paid, ok := s.markPaid(ctx, orderID, p.ID); ok && paid.Status == events.OrderCancelled {
-		// The order expired (or was cancelled) while it was being charged:
-		// the orders service will not complete it, and its ticket may be
-		// someone else's by now. The money goes back.
-		if err := s.RefundOrder(ctx, orderID); err != nil {
-			s.log().Error("refunding the payment of an order cancelled during its charge; the refund sweep retries it",
-				"orderId", orderID, "payment", p.ID, "err", err)
-		}
-		return Payment{}, ErrCancelledWhilePaying
+	if err := s.markPaid(ctx, p); err != nil {
+		return Payment{}, err
 	}
 	return p, nil
 }
@@ -231,17 +226,28 @@ func (s *Service) release(ctx context.Context, orderID, claim string, definite b
 	}
 }
 
-// markPaid records the payment on the order replica and returns the order
-// as stored (ok false when the write failed).
-func (s *Service) markPaid(ctx context.Context, orderID, paymentID string) (Order, bool) {
-	o, err := s.Orders.Update(ctx, orderID, func(o *Order) error { o.MarkPaid(paymentID); return nil })
+// markPaid records payment p on the order replica. If the order was
+// cancelled meanwhile (it expired while it was being charged), the orders
+// service will not complete it and its ticket may be someone else's by
+// now: the money goes back, and the answer is ErrCancelledWhilePaying. A
+// cancellation applied after this write finds the order paid and refunds
+// it itself (the listener), so one of the two always does.
+func (s *Service) markPaid(ctx context.Context, p Payment) error {
+	o, err := s.Orders.Update(ctx, p.OrderID, func(o *Order) error { o.MarkPaid(p.ID); return nil })
 	if err != nil {
 		// The stored payment is the truth; a later attempt finds it (see
 		// Pay) and marks the order then.
-		s.log().Warn("marking order paid", "orderId", orderID, "err", err)
-		return o, false
+		s.log().Warn("marking order paid", "orderId", p.OrderID, "err", err)
+		return nil
 	}
-	return o, true
+	if o.Status != events.OrderCancelled {
+		return nil
+	}
+	if err := s.RefundOrder(ctx, p.OrderID); err != nil {
+		s.log().Error("refunding the payment of an order cancelled during its charge; the refund sweep retries it",
+			"orderId", p.OrderID, "payment", p.ID, "err", err)
+	}
+	return ErrCancelledWhilePaying
 }
 
 func (s *Service) log() *slog.Logger {
