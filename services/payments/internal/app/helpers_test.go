@@ -68,46 +68,53 @@ func mustStripeProxy(tb testing.TB) *stripeProxy {
 	p := &stripeProxy{}
 	rp := httputil.NewSingleHostReverseProxy(target)
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/payment_intents" {
-			body, _ := io.ReadAll(r.Body)
-			form, _ := url.ParseQuery(string(body))
+		switch {
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/payment_intents":
+			call := readCall(r)
 			p.mu.Lock()
-			p.calls = append(p.calls, stripeCall{IdempotencyKey: r.Header.Get("Idempotency-Key"), Form: form})
+			p.calls = append(p.calls, call)
 			delay, hold := p.delay, p.hold
 			p.mu.Unlock()
 			time.Sleep(delay)
 			if hold != nil {
 				<-hold
 			}
-			if form.Get("payment_method") == "pm_card_chargeDeclined" {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusPaymentRequired)
-				fmt.Fprintf(w, `{"error":{"type":"card_error","code":"card_declined","decline_code":"generic_decline","message":%q}}`, declinedMessage)
+			if call.Form.Get("payment_method") == "pm_card_chargeDeclined" {
+				stripeError(w, http.StatusPaymentRequired, fmt.Sprintf(`{"type":"card_error","code":"card_declined","decline_code":"generic_decline","message":%q}`, declinedMessage))
 				return
 			}
-			r.Body = io.NopCloser(strings.NewReader(string(body)))
-			r.ContentLength = int64(len(body))
-		}
-		if r.Method == http.MethodPost && r.URL.Path == "/v1/refunds" {
-			body, _ := io.ReadAll(r.Body)
-			form, _ := url.ParseQuery(string(body))
+		case r.Method == http.MethodPost && r.URL.Path == "/v1/refunds":
+			call := readCall(r)
 			p.mu.Lock()
-			p.refunds = append(p.refunds, stripeCall{IdempotencyKey: r.Header.Get("Idempotency-Key"), Form: form})
+			p.refunds = append(p.refunds, call)
 			fail := p.failRefunds
 			p.mu.Unlock()
 			if fail {
-				w.Header().Set("Content-Type", "application/json")
-				w.WriteHeader(http.StatusInternalServerError)
-				fmt.Fprint(w, `{"error":{"type":"api_error","message":"refunds are down"}}`)
+				stripeError(w, http.StatusInternalServerError, `{"type":"api_error","message":"refunds are down"}`)
 				return
 			}
-			r.Body = io.NopCloser(strings.NewReader(string(body)))
-			r.ContentLength = int64(len(body))
 		}
 		rp.ServeHTTP(w, r)
 	}))
 	tb.Cleanup(p.srv.Close)
 	return p
+}
+
+// readCall reads the form of a Stripe request and puts the body back for
+// the proxy to forward.
+func readCall(r *http.Request) stripeCall {
+	body, _ := io.ReadAll(r.Body)
+	form, _ := url.ParseQuery(string(body))
+	r.Body = io.NopCloser(strings.NewReader(string(body)))
+	r.ContentLength = int64(len(body))
+	return stripeCall{IdempotencyKey: r.Header.Get("Idempotency-Key"), Form: form}
+}
+
+// stripeError answers as Stripe does when it refuses a request.
+func stripeError(w http.ResponseWriter, status int, errJSON string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	fmt.Fprintf(w, `{"error":%s}`, errJSON)
 }
 
 func (p *stripeProxy) Calls() []stripeCall {

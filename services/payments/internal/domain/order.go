@@ -100,6 +100,13 @@ func (o *Order) MarkPaid(paymentID string) {
 	o.Claim = nil
 }
 
+// NeedsRefund says whether o is paid and cancelled: the charge completed
+// after the orders service had cancelled the order (it never cancels a
+// paid one), so the money must go back (Service.RefundOrder).
+func (o *Order) NeedsRefund() bool {
+	return o.PaymentID != "" && o.Status == events.OrderCancelled
+}
+
 // IdempotencyKey is the Stripe idempotency key of the current attempt.
 func (o *Order) IdempotencyKey() string {
 	return fmt.Sprintf("order-%s-%d", o.ID, o.Attempt)

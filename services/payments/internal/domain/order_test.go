@@ -90,3 +90,21 @@ func TestAmountCents(t *testing.T) {
 		}
 	}
 }
+
+func TestNeedsRefund(t *testing.T) {
+	cases := []struct {
+		name  string
+		order Order
+		want  bool
+	}{
+		{"paid and cancelled", Order{Status: events.OrderCancelled, PaymentID: "p1"}, true},
+		{"paid", Order{Status: events.OrderCreated, PaymentID: "p1"}, false},
+		{"cancelled unpaid", Order{Status: events.OrderCancelled}, false},
+		{"cancelled while a charge is claimed", Order{Status: events.OrderCancelled, Claim: &Claim{Token: "a"}}, false},
+	}
+	for _, c := range cases {
+		if got := c.order.NeedsRefund(); got != c.want {
+			t.Errorf("%s: NeedsRefund %v, want %v", c.name, got, c.want)
+		}
+	}
+}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
-	"github.com/ticketing-go/ticketing/common/events"
 )
 
 // Orders is the order replica as the payment use case needs it.
@@ -240,7 +239,7 @@ func (s *Service) markPaid(ctx context.Context, p Payment) error {
 		s.log().Warn("marking order paid", "orderId", p.OrderID, "err", err)
 		return nil
 	}
-	if o.Status != events.OrderCancelled {
+	if !o.NeedsRefund() {
 		return nil
 	}
 	if err := s.RefundOrder(ctx, p.OrderID); err != nil {

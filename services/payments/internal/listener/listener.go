@@ -105,7 +105,7 @@ func (l *Listener) OrderCancelled(ctx context.Context, e events.OrderCancelledEv
 		o, err := l.replica.Update(ctx, e.ID, func(o *domain.Order) error { return o.ApplyCancelled(e.Version) })
 		// Also on a duplicate: the refund of the first delivery may have
 		// failed (it is marked due first, so RefundOrder is idempotent).
-		paid = o.PaymentID != "" && o.Status == events.OrderCancelled
+		paid = o.NeedsRefund()
 		switch {
 		case errors.Is(err, domain.ErrStale):
 			return inorder.Stale, nil
