@@ -302,22 +302,16 @@ func TestPoisonErrorAndMaxDeliveriesGoToDeadLetter(t *testing.T) {
 	}
 }
 
-// temporary is an error that says it is temporary (as inorder.ErrGap does).
-type temporary struct{}
-
-func (temporary) Error() string   { return "predecessor missing" }
-func (temporary) Temporary() bool { return true }
-
 // TestTransientFailuresOutlastMaxDeliveries: a message that fails because a
-// dependency is down, or because its predecessor has not come, is
-// redelivered past MaxDeliveries until it is handled, never dead-lettered.
+// dependency is down is redelivered past MaxDeliveries until it is
+// handled, never dead-lettered.
 func TestTransientFailuresOutlastMaxDeliveries(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		err  error
 	}{
 		{"unavailable", apperr.Wrap(apperr.Unavailable, "The database is unavailable", errors.New("dial tcp: refused"))},
-		{"temporary", fmt.Errorf("ticket 7: %w", temporary{})},
+		{"unavailable, wrapped", fmt.Errorf("ticket 7: %w", apperr.Wrap(apperr.Unavailable, "The database is unavailable", errors.New("timeout")))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := testenv.NATSStreaming(t)

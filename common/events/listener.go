@@ -30,8 +30,8 @@ type Subscription struct {
 	MaxInflight int
 	// MaxDeliveries: a message whose handler failed this many times goes to
 	// the dead-letter subject and is acknowledged (default 5). Transient
-	// failures do not count (see Transient): they are redelivered until
-	// they succeed.
+	// failures (a dependency down, see Transient) do not count: they are
+	// redelivered until they succeed.
 	MaxDeliveries int
 	// Middleware wraps the handler, outermost first.
 	Middleware []Middleware
@@ -106,19 +106,21 @@ func Poison(err error) error {
 	return poisonError{err}
 }
 
-// Transient reports whether err is a failure that retrying later can cure
-// and that no retry count should give up on: a dependency that is down
-// (apperr.Unavailable: MongoDB, NATS) or an error whose Temporary method
-// says so (inorder.ErrGap: a predecessor that has not arrived yet).
-// Dead-lettering such a message would lose it for good, and a replica
-// would then wait forever for the version it carried; redelivered, it is
-// applied once the database is back or the predecessor has come.
+// Transient reports whether err is a failure that no retry count should
+// give up on: a dependency that is down (apperr.Unavailable: MongoDB,
+// NATS). An outage can outlast MaxDeliveries x AckWait (50 s by default);
+// dead-lettering the message would lose it for good, and a replica would
+// then wait forever for the version it carried. Redelivered, it is applied
+// once the database is back.
+//
+// A missing predecessor (inorder.ErrGap) is not transient on purpose:
+// messages waiting for one hold in-flight slots of their subscription,
+// and giving up on them after MaxDeliveries is what frees the slots if
+// the predecessor is never coming (dead-lettered as poison, say). A
+// predecessor that only went astray (in flight to a connection that died)
+// is redelivered after one AckWait, well within that.
 func Transient(err error) bool {
-	if apperr.Is(err, apperr.Unavailable) {
-		return true
-	}
-	var t interface{ Temporary() bool }
-	return errors.As(err, &t) && t.Temporary()
+	return apperr.Is(err, apperr.Unavailable)
 }
 
 // IsPoison reports whether err was marked with Poison.

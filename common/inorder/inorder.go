@@ -45,15 +45,8 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// ErrGap: the predecessor did not arrive within maxWait. It is temporary
-// (see events.Transient): the message is redelivered until its
-// predecessor has come, never dead-lettered for waiting.
-var ErrGap error = gapError{}
-
-type gapError struct{}
-
-func (gapError) Error() string   { return "inorder: a predecessor version is missing" }
-func (gapError) Temporary() bool { return true }
+// ErrGap: the predecessor did not arrive within maxWait.
+var ErrGap = errors.New("inorder: a predecessor version is missing")
 
 // maxApplyPoll caps the poll delay of an Apply waiter, in poll intervals:
 // 400 ms at the default, so what another process applied is seen within
