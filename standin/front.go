@@ -195,8 +195,15 @@ type pair struct {
 	waitFor int32  // requestID whose reply releases it
 	heldNS  string // its namespace and since when (for the counts)
 	heldAt  time.Time
+	heldCmd string      // the write command, for the slow-write warning
+	slow    *time.Timer // warns while the write runs longer than slowWrite
 	done    chan struct{}
 }
+
+// slowWrite: a write that holds its turn this long is logged (while it
+// runs, and when it ends), because every write it serialises against waits
+// behind it; the log says which one the others were queued behind.
+const slowWrite = 5 * time.Second
 
 func (f *front) handle(client net.Conn) {
 	defer f.wg.Done()
@@ -283,7 +290,10 @@ func (p *pair) requests() {
 			}
 			p.mu.Lock()
 			p.held, p.waitFor = unlock, int32(binary.LittleEndian.Uint32(msg[4:8]))
-			p.heldNS, p.heldAt = ns, time.Now()
+			p.heldNS, p.heldAt, p.heldCmd = ns, time.Now(), lname
+			p.slow = time.AfterFunc(slowWrite, func() {
+				p.f.log.Warn("standin: a write is still running; the writes serialised with it wait", "ns", ns, "command", lname, "after", slowWrite)
+			})
 			p.mu.Unlock()
 		}
 		if _, err := p.backend.Write(msg); err != nil {
@@ -331,7 +341,11 @@ func (p *pair) release(responseTo int32, always bool) {
 	if p.held != nil && (always || responseTo == p.waitFor) {
 		p.held()
 		p.held = nil
-		p.f.add(p.heldNS+" write_turn_us", time.Since(p.heldAt).Microseconds())
+		took := time.Since(p.heldAt)
+		p.f.add(p.heldNS+" write_turn_us", took.Microseconds())
+		if !p.slow.Stop() {
+			p.f.log.Warn("standin: slow write done", "ns", p.heldNS, "command", p.heldCmd, "took", took.Round(time.Millisecond), "answered", !always)
+		}
 	}
 }
 
