@@ -111,7 +111,7 @@ func (f *front) collLock(ns string) *collLock {
 	defer f.mu.Unlock()
 	l, ok := f.colls[ns]
 	if !ok {
-		l = &collLock{}
+		l = newCollLock()
 		f.colls[ns] = l
 	}
 	return l
@@ -218,10 +218,18 @@ func (f *front) handle(client net.Conn) {
 		backend.Close()
 		return
 	}
+	// ctx ends when the client goes away (its reader sees the connection
+	// end) or the pair stops: a write still waiting for its turn then is
+	// dropped, never sent. Run for a client that had already given up, it
+	// would hold the turn for nothing, and under load such writes queued
+	// faster than they ran: every write of the collection then waited
+	// behind a growing queue of abandoned ones (TestWritesAreAlwaysAnswered).
+	ctx, cancel := context.WithCancel(context.Background())
 	p := &pair{f: f, client: client, backend: backend, done: make(chan struct{})}
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
+			cancel()
 			close(p.done)
 			client.Close()
 			if p.holding() {
@@ -237,9 +245,11 @@ func (f *front) handle(client net.Conn) {
 			backend.Close()
 		})
 	}
+	msgs := make(chan []byte)
 	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); defer stop(); p.requests() }()
+	wg.Add(3)
+	go func() { defer wg.Done(); defer cancel(); p.readClient(msgs) }()
+	go func() { defer wg.Done(); defer stop(); p.requests(ctx, msgs) }()
 	go func() { defer wg.Done(); defer stop(); p.replies() }()
 	wg.Wait()
 	backend.Close()
@@ -248,23 +258,34 @@ func (f *front) handle(client net.Conn) {
 	f.untrack(backend)
 }
 
-// requests forwards client messages to the backend, taking the write token
-// before a write command that expects a reply.
-func (p *pair) requests() {
-	buf := make([]byte, 0, 4096)
+// readClient reads the client's messages into msgs until the client goes
+// away or the pair stops. A driver sends nothing while it waits for a reply,
+// so while a write waits for its turn this read is what notices that the
+// client went away.
+func (p *pair) readClient(msgs chan<- []byte) {
+	defer close(msgs)
 	for {
-		msg, err := readMsg(p.client, buf)
+		msg, err := readMsg(p.client, nil)
 		if err != nil {
 			return
 		}
-		buf = msg[:0]
+		select {
+		case msgs <- msg:
+		case <-p.done:
+			return
+		}
+	}
+}
+
+// requests forwards client messages to the backend, taking the write's
+// turn before a write command that expects a reply. It gives up waiting
+// when ctx ends.
+func (p *pair) requests(ctx context.Context, msgs <-chan []byte) {
+	for msg := range msgs {
 		name, reply := commandOf(msg)
 		p.f.count(msg, name)
 		if lname := strings.ToLower(name); reply && writeCommands[lname] {
 			ns := namespaceOf(msg)
-			// Blocks until the interfering writes are answered; a pair
-			// whose connection dies releases what it holds (handle), so
-			// this always returns.
 			sc := scope{whole: true}
 			var release func()
 			if p.f.perDocument {
@@ -272,21 +293,25 @@ func (p *pair) requests() {
 				// Slots before locks: a write holding slots waits only for
 				// writes that hold theirs and are running.
 				w := sc.weight()
-				if err := p.f.slots.Acquire(context.Background(), w); err != nil {
+				if err := p.f.slots.Acquire(ctx, w); err != nil {
 					return
 				}
 				release = func() { p.f.slots.Release(w) }
 			}
-			unlock := p.f.collLock(ns).lock(sc)
+			unlock, err := p.f.collLock(ns).lock(ctx, sc)
+			if err != nil {
+				if release != nil {
+					release()
+				}
+				return
+			}
 			if release != nil {
 				unlockDocs := unlock
 				unlock = func() { unlockDocs(); release() }
 			}
-			select {
-			case <-p.done:
+			if ctx.Err() != nil {
 				unlock()
 				return
-			default:
 			}
 			p.mu.Lock()
 			p.held, p.waitFor = unlock, int32(binary.LittleEndian.Uint32(msg[4:8]))

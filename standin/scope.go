@@ -1,13 +1,14 @@
 package standin
 
 import (
+	"context"
 	"encoding/binary"
 	"hash/fnv"
 	"slices"
-	"sync"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/bsontype"
+	"golang.org/x/sync/semaphore"
 )
 
 // Write scopes: which documents a write command can change, so that the
@@ -174,20 +175,40 @@ func sections(msg []byte) (body bson.Raw, seqs map[string][]bson.Raw, ok bool) {
 // stripe are serialised with each other, which costs only parallelism.
 const stripes = 64
 
-// collLock serialises the writes of one collection by scope.
+// collLock serialises the writes of one collection by scope. Every wait on
+// it ends when ctx does: a write whose client went away while it waited is
+// dropped, never run (see pair.requests).
 type collLock struct {
-	whole   sync.RWMutex // shared by document writes, exclusive for whole-collection ones
-	stripes [stripes]sync.Mutex
+	// shared: a document write or an insert holds one unit, a
+	// whole-collection write all of them (FIFO: a waiting whole-collection
+	// write holds back the writes that come after it).
+	shared *semaphore.Weighted
+	// stripes: a document write holds the token of each of its documents'
+	// stripes while it runs.
+	stripes [stripes]chan struct{}
 }
 
-// lock takes what s needs and returns its release (callable from another
-// goroutine; sync's mutexes allow that).
-func (c *collLock) lock(s scope) (unlock func()) {
-	if s.whole {
-		c.whole.Lock()
-		return c.whole.Unlock
+func newCollLock() *collLock {
+	c := &collLock{shared: semaphore.NewWeighted(stripes)}
+	for i := range c.stripes {
+		c.stripes[i] = make(chan struct{}, 1)
 	}
-	c.whole.RLock()
+	return c
+}
+
+// lock takes what s needs and returns the release (callable from another
+// goroutine). It waits only for what is held; an ended ctx ends a wait and
+// releases what it took.
+func (c *collLock) lock(ctx context.Context, s scope) (unlock func(), err error) {
+	units := int64(1)
+	if s.whole {
+		units = stripes
+	}
+	if !c.shared.TryAcquire(units) {
+		if err := c.shared.Acquire(ctx, units); err != nil {
+			return nil, err
+		}
+	}
 	idx := make([]int, 0, len(s.docs))
 	for _, d := range s.docs {
 		h := fnv.New32a()
@@ -196,13 +217,25 @@ func (c *collLock) lock(s scope) (unlock func()) {
 	}
 	slices.Sort(idx) // one order for everyone: no deadlock between multi-document writes
 	idx = slices.Compact(idx)
-	for _, i := range idx {
-		c.stripes[i].Lock()
-	}
-	return func() {
-		for _, i := range idx {
-			c.stripes[i].Unlock()
+	taken := 0
+	unlock = func() {
+		for _, i := range idx[:taken] {
+			<-c.stripes[i]
 		}
-		c.whole.RUnlock()
+		c.shared.Release(units)
 	}
+	for _, i := range idx {
+		select {
+		case c.stripes[i] <- struct{}{}:
+		default:
+			select {
+			case c.stripes[i] <- struct{}{}:
+			case <-ctx.Done():
+				unlock()
+				return nil, ctx.Err()
+			}
+		}
+		taken++
+	}
+	return unlock, nil
 }

@@ -150,28 +150,65 @@ func TestRacesOnSeveralDocumentsOfOneCollection(t *testing.T) {
 }
 
 // The collection lock: writes of different documents hold it together, a
-// whole-collection write waits for them and excludes them.
+// whole-collection write waits for them and excludes them, and a wait ends
+// when its context does, leaving nothing held.
 func TestCollLock(t *testing.T) {
-	var c collLock
-	docA := c.lock(scope{docs: []string{"a"}})
-	docB := c.lock(scope{docs: []string{"b", "a2"}}) // another document: no wait
-	var wholeHeld atomic.Bool
-	got := make(chan func())
-	go func() { u := c.lock(scope{whole: true}); wholeHeld.Store(true); got <- u }()
-	time.Sleep(20 * time.Millisecond)
-	if wholeHeld.Load() {
-		t.Fatal("a whole-collection write ran beside document writes")
+	ctx := context.Background()
+	c := newCollLock()
+	lock := func(ctx context.Context, s scope) func() {
+		t.Helper()
+		unlock, err := c.lock(ctx, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return unlock
 	}
+	// Whether a lock is free now: an attempt with an ended context
+	// succeeds only if it does not have to wait.
+	free := func(s scope) bool {
+		ended, cancel := context.WithCancel(ctx)
+		cancel()
+		unlock, err := c.lock(ended, s)
+		if err != nil {
+			return false
+		}
+		unlock()
+		return true
+	}
+	docA := lock(ctx, scope{docs: []string{"a"}})
+	docB := lock(ctx, scope{docs: []string{"b", "a2"}}) // another document: no wait
+	if free(scope{whole: true}) || free(scope{docs: []string{"a"}}) {
+		t.Fatal("a write ran beside a write of the same document or beside document writes")
+	}
+	if !free(scope{docs: []string{"c"}}) || !free(scope{}) {
+		t.Fatal("a write of another document or an insert waited for document writes")
+	}
+	got := make(chan func())
+	go func() {
+		unlock, err := c.lock(ctx, scope{whole: true})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- unlock
+	}()
 	docA()
 	docB()
 	unlock := <-got
-	sameDoc := make(chan func())
-	go func() { sameDoc <- c.lock(scope{docs: []string{"a"}}) }()
-	select {
-	case <-sameDoc:
-		t.Fatal("a document write ran beside a whole-collection write")
-	case <-time.After(20 * time.Millisecond):
+	if free(scope{docs: []string{"c"}}) || free(scope{}) {
+		t.Fatal("a document write or an insert ran beside a whole-collection write")
+	}
+	// A wait given up leaves nothing held.
+	gaveUp, cancel := context.WithCancel(ctx)
+	waited := make(chan error)
+	go func() { _, err := c.lock(gaveUp, scope{docs: []string{"a", "b"}}); waited <- err }()
+	cancel()
+	if err := <-waited; err == nil {
+		t.Fatal("a lock was taken beside a whole-collection write")
 	}
 	unlock()
-	(<-sameDoc)()
+	for _, s := range []scope{{whole: true}, {docs: []string{"a"}}, {docs: []string{"b"}}, {}} {
+		if !free(s) {
+			t.Fatalf("%+v still held after every holder released and the waiter gave up", s)
+		}
+	}
 }
