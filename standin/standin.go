@@ -6,9 +6,11 @@
 // 30 concurrent updateOne({_id, version: 0}, {$inc: {version: 1}}) on one
 // document, several report "modified"; the same for findOneAndUpdate. MongoDB
 // lets exactly one through, and optimistic concurrency depends on it. The
-// front lets one write command (insert, update, delete, findAndModify) per
-// namespace (database + collection) be in flight at a time, from sending the
-// request to receiving its reply; reads stay parallel. See README.md for what FerretDB v1 supports.
+// front gives each write command (insert, update, delete, findAndModify) a
+// turn, from sending the request to receiving its reply, against the writes
+// that could interfere with it (the collection on SQLite, the documents it
+// names on PostgreSQL); reads stay parallel. See README.md for what FerretDB
+// v1 supports.
 //
 // FerretDB never becomes a dependency of a service binary: only the local
 // stack (devstack), the tests (testenv) and cmd/mongo-standin import this.
