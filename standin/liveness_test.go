@@ -2,11 +2,14 @@ package standin
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -312,5 +315,63 @@ func checkAbandonedWrites(t *testing.T, s *Server) {
 	}
 	if doc.Runs != 0 || !doc.Patient {
 		t.Errorf("after the patient write: %+v; want runs 0 (no abandoned write ran) and patient true", doc)
+	}
+}
+
+// On SQLite every collection table gets the index on FerretDB's own _id
+// expression, and SQLite uses it for the statement every FerretDB write
+// ends with (UPDATE ... WHERE _ferretdb_sjson->'$._id' = ?).
+func TestSQLiteIDLookupsUseAnIndex(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Start(context.Background(), Options{SQLiteDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	db := mustConnect(t, s.URI())
+	ctx := context.Background()
+	if _, err := db.Collection("lookups").InsertOne(ctx, bson.M{"_id": primitive.NewObjectID()}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := sql.Open("sqlite", "file:"+filepath.Join(dir, db.Name()+".sqlite")+"?mode=ro")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	var table string
+	if err := conn.QueryRow(`SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'lookups%'`).Scan(&table); err != nil {
+		t.Fatal(err)
+	}
+	// The indexer runs every second: wait for its index, observably.
+	deadline := time.Now().Add(answerBound)
+	for {
+		var n int
+		if err := conn.QueryRow(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?`, "standin_id_"+table).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no _id index on %s after %v", table, answerBound)
+		}
+		time.Sleep(50 * time.Millisecond) // polling the catalogue, not standing in for an event
+	}
+	var plan strings.Builder
+	rows, err := conn.Query(fmt.Sprintf(`EXPLAIN QUERY PLAN UPDATE %s SET _ferretdb_sjson = ? WHERE _ferretdb_sjson->'$._id' = ?`, quoteSQLite(table)), "{}", `"x"`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, parent, notused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &notused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan.WriteString(detail + "; ")
+	}
+	rows.Close()
+	if !strings.Contains(plan.String(), "USING INDEX standin_id_"+table) {
+		t.Fatalf("FerretDB's update by _id does not use the index: %s", plan.String())
 	}
 }

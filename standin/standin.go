@@ -59,7 +59,7 @@ type Server struct {
 	tempDir string
 	uri     string
 	direct  string
-	// indexing is closed when the _id indexer (PostgreSQL only) stopped.
+	// indexing is closed when the _id indexer stopped.
 	indexing chan struct{}
 }
 
@@ -77,6 +77,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Server{done: make(chan struct{})}
+	var sqliteDir string
 	cfg := &ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{TCP: "127.0.0.1:0"},
 		Logger:   slog.New(MinLevel(log.Handler(), slog.LevelWarn)),
@@ -98,6 +99,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
+		sqliteDir = abs
 		cfg.SQLiteURL = "file:" + filepath.ToSlash(abs) + "/"
 	case "postgresql":
 		if o.PostgreSQLURL == "" {
@@ -137,10 +139,15 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	s.front.perDocument = o.Handler == "postgresql"
 	s.front.wg.Add(1)
 	go s.front.serve()
-	if o.Handler == "postgresql" {
-		s.indexing = make(chan struct{})
-		go func() { defer close(s.indexing); indexIDs(runCtx, o.PostgreSQLURL, time.Second, log) }()
-	}
+	s.indexing = make(chan struct{})
+	go func() {
+		defer close(s.indexing)
+		if o.Handler == "postgresql" {
+			indexIDs(runCtx, o.PostgreSQLURL, time.Second, log)
+		} else {
+			indexSQLiteIDs(runCtx, sqliteDir, time.Second, log)
+		}
+	}()
 	if o.CountEvery > 0 {
 		s.front.counts = map[string]int64{}
 		s.front.wg.Add(1)
@@ -166,9 +173,7 @@ func (s *Server) Close() error {
 	}
 	s.cancel()
 	<-s.done
-	if s.indexing != nil {
-		<-s.indexing
-	}
+	<-s.indexing
 	if s.tempDir != "" {
 		if rerr := os.RemoveAll(s.tempDir); err == nil {
 			err = rerr
