@@ -60,13 +60,8 @@ type front struct {
 
 	mu    sync.Mutex
 	colls map[string]*collLock // namespace -> its write lock
-	// perDocument: serialise writes per document (scope.go) rather than
-	// per collection. PostgreSQL only: SQLite runs one writer at a time
-	// anyway, and with many writes waiting on it FerretDB's SQLite pool
-	// starved reads (e2e: reads timing out for minutes).
-	perDocument bool
-	// slots bounds the writes FerretDB runs at once when they are
-	// serialised per document (see writeSlots).
+	// slots bounds the write statements FerretDB runs at once (see
+	// writeSlots).
 	slots  *semaphore.Weighted
 	conns  map[net.Conn]struct{}
 	counts map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
@@ -81,7 +76,9 @@ type front struct {
 // took every connection while each waited for more: the stand-in hung
 // (benchmark, 64 order cycles at once). Each write takes a slot per
 // statement (scope.weight); 24 leave the rest of the pool to reads, which
-// need one connection each and always finish.
+// need one connection each and always finish. On SQLite (a pool of 100
+// connections per database, one writer at a time) the same bound keeps
+// writes waiting for SQLite's lock from taking the connections reads need.
 const writeSlots = 24
 
 func newFront(ln net.Listener, backend string, log *slog.Logger) *front {
@@ -286,29 +283,19 @@ func (p *pair) requests(ctx context.Context, msgs <-chan []byte) {
 		p.f.count(msg, name)
 		if lname := strings.ToLower(name); reply && writeCommands[lname] {
 			ns := namespaceOf(msg)
-			sc := scope{whole: true}
-			var release func()
-			if p.f.perDocument {
-				sc = writeScope(msg, lname)
-				// Slots before locks: a write holding slots waits only for
-				// writes that hold theirs and are running.
-				w := sc.weight()
-				if err := p.f.slots.Acquire(ctx, w); err != nil {
-					return
-				}
-				release = func() { p.f.slots.Release(w) }
-			}
-			unlock, err := p.f.collLock(ns).lock(ctx, sc)
-			if err != nil {
-				if release != nil {
-					release()
-				}
+			sc := writeScope(msg, lname)
+			// Slots before locks: a write holding slots waits only for
+			// writes that hold theirs and are running.
+			w := sc.weight()
+			if err := p.f.slots.Acquire(ctx, w); err != nil {
 				return
 			}
-			if release != nil {
-				unlockDocs := unlock
-				unlock = func() { unlockDocs(); release() }
+			unlockDocs, err := p.f.collLock(ns).lock(ctx, sc)
+			if err != nil {
+				p.f.slots.Release(w)
+				return
 			}
+			unlock := func() { unlockDocs(); p.f.slots.Release(w) }
 			if ctx.Err() != nil {
 				unlock()
 				return

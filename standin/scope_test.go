@@ -105,7 +105,6 @@ func TestWriteScope(t *testing.T) {
 // consistent collection.
 func TestRacesOnSeveralDocumentsOfOneCollection(t *testing.T) {
 	s := MustStart(t)
-	s.front.perDocument = true // as on PostgreSQL (a small load is fine on SQLite)
 	db := mustConnect(t, s.URI())
 	ctx := context.Background()
 	coll := db.Collection("docs")

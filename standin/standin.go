@@ -8,8 +8,8 @@
 // lets exactly one through, and optimistic concurrency depends on it. The
 // front gives each write command (insert, update, delete, findAndModify) a
 // turn, from sending the request to receiving its reply, against the writes
-// that could interfere with it (the collection on SQLite, the documents it
-// names on PostgreSQL); reads stay parallel. See README.md for what FerretDB
+// that could interfere with it (the documents it names by _id, or else the
+// whole collection); reads stay parallel. See README.md for what FerretDB
 // v1 supports.
 //
 // FerretDB never becomes a dependency of a service binary: only the local
@@ -136,7 +136,6 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return fail(fmt.Errorf("standin: listen %s: %w", o.Listen, err))
 	}
 	s.front = newFront(ln, backend, log)
-	s.front.perDocument = o.Handler == "postgresql"
 	s.front.wg.Add(1)
 	go s.front.serve()
 	s.indexing = make(chan struct{})
