@@ -217,6 +217,9 @@ func TestDurableQueueGroupResumesAfterRestart(t *testing.T) {
 	if got[0]+got[1] != 5 || got[0] == got[1] {
 		t.Fatalf("after restart got %v, want 2 and 3 (and never 1 again)", got)
 	}
+	// Nothing shows that the server will not deliver again: this checks
+	// that nothing more comes within 2.5 s, past the AckWait (2 s) after
+	// which a message delivered and not acknowledged would come back.
 	select {
 	case v := <-ch2:
 		t.Fatalf("extra delivery %d after restart", v)
@@ -255,6 +258,9 @@ func TestUndecodablePayloadGoesToDeadLetterAtOnce(t *testing.T) {
 	// and the poison one is neither redelivered nor dead-lettered twice.
 	mustPublish(t, c, TicketCreated{ID: "ok"})
 	eventually(t, 10*time.Second, "the next message", func() bool { return calls.Load() == 1 })
+	// Checks that no second dead letter comes within 2.5 s, past the
+	// AckWait (2 s) after which an unacknowledged poison message would be
+	// redelivered (and dead-lettered again).
 	select {
 	case d := <-dl:
 		t.Fatalf("second dead letter: %+v", d)
@@ -334,6 +340,9 @@ func TestTransientFailuresOutlastMaxDeliveries(t *testing.T) {
 			if attempt := receive(t, handled, 20*time.Second); attempt != failures+1 {
 				t.Fatalf("handled on attempt %d, want %d", attempt, failures+1)
 			}
+			// A dead letter would have been published by an earlier
+			// attempt, before the redelivery just handled: this gives its
+			// delivery to the dead-letter subscriber 100 ms more.
 			select {
 			case d := <-dl:
 				t.Fatalf("a transient failure was dead-lettered: %+v", d)

@@ -65,6 +65,25 @@ type Gate struct {
 
 	mu   sync.Mutex
 	keys map[string]*key
+
+	// trace, if set (by tests: see export_test.go), is told of the steps
+	// of an update that nothing else shows (see stepTurn); it may block
+	// the update at stepTurn. Nil in production.
+	trace func(k string, version int64, step string)
+}
+
+// Steps of an update in Gate.apply, as reported to Gate.trace.
+const (
+	stepTurn    = "turn"    // about to queue for the key's turn (for each attempt)
+	stepWaiting = "waiting" // its first attempt was Ahead: now a waiter on the key
+	stepWoken   = "woken"   // a waiter, woken by an apply on the key in this process, tries again
+	stepSlept   = "slept"   // a waiter slept through an apply on the key (another state than it needs, not its turn, or not its predecessor)
+)
+
+func (g *Gate) step(k string, version int64, s string) {
+	if g.trace != nil {
+		g.trace(k, version, s)
+	}
 }
 
 type key struct {
@@ -293,6 +312,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 	lastSeen := int64(-1)
 	idlePolls := 0 // polls in a row with no apply on the key in this process
 	for n := 0; ; n++ {
+		g.step(k, version, stepTurn)
 		// Take the channel before trying, so an Apply finishing between our
 		// try and our wait is not missed.
 		select {
@@ -322,6 +342,7 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 			return errors.New("inorder: try returned an unknown outcome")
 		}
 		g.mu.Lock()
+		first := !registered
 		if !registered {
 			registered = true
 			if version >= 0 {
@@ -349,6 +370,9 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 			ent.changed = make(chan struct{})
 		}
 		g.mu.Unlock()
+		if first {
+			g.step(k, version, stepWaiting)
+		}
 		// The record moved since the last attempt: someone is applying
 		// predecessors, so look again soon.
 		moving := att.seen >= 0 && lastSeen >= 0 && att.seen > lastSeen
@@ -367,12 +391,15 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 				notYet := !otherState && g.behind(ent, seq)
 				g.mu.Unlock()
 				if otherState || notYet {
+					g.step(k, version, stepSlept)
 					continue // not what this waiter needs, or not its turn: keep sleeping, poll as planned
 				}
 				idlePolls = 0
 				if !skip {
+					g.step(k, version, stepWoken)
 					break wait
 				}
+				g.step(k, version, stepSlept)
 				// Maybe the lowest waiter now: poll sooner (never later);
 				// and an apply here means the record is moving.
 				moving = true

@@ -40,6 +40,81 @@ func (r *replica) try(v int64) func(context.Context) (inorder.Outcome, error) {
 	}
 }
 
+// steps records what a gate reports through inorder.Trace.
+type steps struct {
+	mu     sync.Mutex
+	seen   []gateStep
+	change chan struct{} // closed and replaced at each step
+}
+
+type gateStep struct {
+	key     string
+	version int64
+	name    string // inorder.Step*
+}
+
+// trace records the steps of g; hook, if not nil, is called at each step
+// (outside the recorder's lock; it may block the update at StepTurn).
+func trace(g *inorder.Gate, hook func(gateStep)) *steps {
+	s := &steps{change: make(chan struct{})}
+	inorder.Trace(g, func(k string, v int64, name string) {
+		st := gateStep{k, v, name}
+		s.mu.Lock()
+		s.seen = append(s.seen, st)
+		close(s.change)
+		s.change = make(chan struct{})
+		s.mu.Unlock()
+		if hook != nil {
+			hook(st)
+		}
+	})
+	return s
+}
+
+func (s *steps) count(match func(gateStep) bool) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, st := range s.seen {
+		if match(st) {
+			n++
+		}
+	}
+	return n
+}
+
+// wait waits until n steps match, and fails the test after 10 s.
+func (s *steps) wait(t *testing.T, what string, n int, match func(gateStep) bool) {
+	t.Helper()
+	timeout := time.After(10 * time.Second)
+	for {
+		s.mu.Lock()
+		change := s.change
+		s.mu.Unlock()
+		c := s.count(match)
+		if c >= n {
+			return
+		}
+		select {
+		case <-change:
+		case <-timeout:
+			t.Fatalf("timed out waiting for %s (%d of %d steps)", what, c, n)
+		}
+	}
+}
+
+// is matches the steps named name of key k (any version).
+func is(k, name string) func(gateStep) bool {
+	return func(s gateStep) bool { return s.key == k && s.name == name }
+}
+
+// wokenOrSlept matches a waiter's handling of a wake-up on key k.
+func wokenOrSlept(k string) func(gateStep) bool {
+	return func(s gateStep) bool {
+		return s.key == k && (s.name == inorder.StepWoken || s.name == inorder.StepSlept)
+	}
+}
+
 func TestOutOfOrderConvergesWithoutPolling(t *testing.T) {
 	// A poll of an hour: only the in-process wake-up can make this pass.
 	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
@@ -146,17 +221,24 @@ func TestPollSeesPredecessorAppliedElsewhere(t *testing.T) {
 
 func TestKeysAreIndependentAndErrorsPassThrough(t *testing.T) {
 	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	st := trace(g, nil)
 	a, b := &replica{}, &replica{}
 	waiting := make(chan error, 1)
 	go func() { waiting <- g.Apply(context.Background(), "a", a.try(2)) }()
-	for a.tries.Load() == 0 {
-		time.Sleep(time.Millisecond)
-	}
+	st.wait(t, "a to wait", 1, is("a", inorder.StepWaiting))
 	// Applying on key b must not wake a (it would only find itself still Ahead).
 	if err := g.Apply(context.Background(), "b", b.try(1)); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// Nothing shows that a was not woken (a wake-up is the close of a
+	// channel a waits on; an apply on b closes none of a's): this checks
+	// that a neither handles a wake-up nor retries within quiet after the
+	// apply on b returned (a wake-up is handled within microseconds).
+	const quiet = 50 * time.Millisecond
+	time.Sleep(quiet)
+	if n := st.count(wokenOrSlept("a")); n != 0 {
+		t.Fatalf("a handled %d wake-ups after an apply on b", n)
+	}
 	if n := a.tries.Load(); n != 1 {
 		t.Fatalf("a retried %d times after an apply on b", n)
 	}
@@ -194,6 +276,7 @@ func TestContextCancelStopsWaiting(t *testing.T) {
 
 func TestApplyVersionWakesOnlyTheSuccessor(t *testing.T) {
 	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	st := trace(g, nil)
 	r := &replica{}
 	const n = 50
 	var wg sync.WaitGroup
@@ -208,10 +291,7 @@ func TestApplyVersionWakesOnlyTheSuccessor(t *testing.T) {
 	}
 	// Wait until they all wait: versions with a lower one in flight do not
 	// even try (see TestLowerVersionInFlightGoesFirst), so only some try.
-	for r.tries.Load() < 1 {
-		time.Sleep(time.Millisecond)
-	}
-	time.Sleep(50 * time.Millisecond)
+	st.wait(t, "every version but 1 to wait", n-1, is("k", inorder.StepWaiting))
 	if err := g.ApplyVersion(context.Background(), "k", 1, r.try(1)); err != nil {
 		t.Fatal(err)
 	}
@@ -293,6 +373,7 @@ func TestPredecessorAppliedHint(t *testing.T) {
 // Retrying is false exactly on each update's first attempt.
 func TestNeedsWakesOnlyOnTheNeededState(t *testing.T) {
 	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	st := trace(g, nil)
 	var mu sync.Mutex
 	state := "held:a"
 	tries := map[string]int{}
@@ -316,22 +397,18 @@ func TestNeedsWakesOnlyOnTheNeededState(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- g.Apply(context.Background(), "t", step("reserve-b", "free", "held:b")) }()
-	for {
-		mu.Lock()
-		n := tries["reserve-b"]
-		mu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
-	// Applies that leave the ticket held by others do not wake the waiter.
-	for _, o := range []string{"held:c", "held:d", "held:e"} {
+	st.wait(t, "the reservation to wait", 1, is("t", inorder.StepWaiting))
+	// Applies that leave the ticket held by others do not wake the waiter:
+	// it sleeps through each (and tells the trace so).
+	for i, o := range []string{"held:c", "held:d", "held:e"} {
 		if err := g.Apply(context.Background(), "t", step("hold-"+o, "", o)); err != nil {
 			t.Fatal(err)
 		}
+		st.wait(t, "the waiter to handle the wake-up of "+o, i+1, wokenOrSlept("t"))
 	}
-	time.Sleep(20 * time.Millisecond)
+	if n := st.count(is("t", inorder.StepWoken)); n != 0 {
+		t.Errorf("the waiter was woken %d times while the ticket stayed held, want 0", n)
+	}
 	mu.Lock()
 	if n := tries["reserve-b"]; n != 1 {
 		t.Errorf("the waiter tried %d times while the ticket stayed held, want 1", n)
@@ -510,11 +587,20 @@ func TestRankOrdersWaitersThatNeedTheSameState(t *testing.T) {
 
 // A version does not try while a lower one, which may be its predecessor,
 // is in flight on the key in this process: version 2 gets the key's turn
-// before version 1 (both queued behind another try on the key), and
-// instead of trying on a record still at 0 (in a store: a failed write and
-// a read) it waits for 1, then applies at its first try.
+// (queued behind another try on the key) while version 1 is in flight
+// (held by the test just before it queues for the turn), and instead of
+// trying on a record still at 0 (in a store: a failed write and a read) it
+// waits for 1, then applies at its first try.
 func TestLowerVersionInFlightGoesFirst(t *testing.T) {
 	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
+	atTurn1 := make(chan struct{})
+	go1 := make(chan struct{})
+	var once sync.Once
+	st := trace(g, func(s gateStep) {
+		if s.version == 1 && s.name == inorder.StepTurn {
+			once.Do(func() { close(atTurn1); <-go1 })
+		}
+	})
 	r := &replica{}
 	release := make(chan struct{})
 	holding := make(chan struct{})
@@ -535,10 +621,13 @@ func TestLowerVersionInFlightGoesFirst(t *testing.T) {
 			return r.try(2)(ctx)
 		})
 	}()
-	time.Sleep(20 * time.Millisecond) // version 2 queues for the turn first
+	st.wait(t, "version 2 to queue for the turn", 1, func(s gateStep) bool { return s.version == 2 && s.name == inorder.StepTurn })
 	go func() { done <- g.ApplyVersion(context.Background(), "k", 1, r.try(1)) }()
-	time.Sleep(20 * time.Millisecond)
+	<-atTurn1 // version 1 is in flight
 	close(release)
+	// Version 2 takes the turn and, version 1 being in flight, waits.
+	st.wait(t, "version 2 to wait", 1, func(s gateStep) bool { return s.version == 2 && s.name == inorder.StepWaiting })
+	close(go1)
 	for range 3 {
 		select {
 		case err := <-held:

@@ -15,7 +15,9 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
+	"go.mongodb.org/mongo-driver/event"
 	"go.mongodb.org/mongo-driver/mongo"
+	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/outbox"
@@ -144,6 +146,73 @@ func eventually(tb testing.TB, within time.Duration, what string, cond func() bo
 	}
 }
 
+// finds counts the find commands on one collection that succeeded.
+type finds struct {
+	mu      sync.Mutex
+	running map[int64]bool // request ids of finds on the collection
+	done    int
+	change  chan struct{} // closed and replaced at each one done
+}
+
+// wait waits until n finds have succeeded.
+func (f *finds) wait(tb testing.TB, n int) {
+	tb.Helper()
+	timeout := time.After(30 * time.Second)
+	for {
+		f.mu.Lock()
+		done, change := f.done, f.change
+		f.mu.Unlock()
+		if done >= n {
+			return
+		}
+		select {
+		case <-change:
+		case <-timeout:
+			tb.Fatalf("timed out waiting for %d finds on the collection (%d done)", n, done)
+		}
+	}
+}
+
+// monitoredCollection returns this test's collection name through a client
+// of its own that counts the finds on it (a relay's poll is one).
+func monitoredCollection(tb testing.TB, name string) (*mongo.Collection, *finds) {
+	tb.Helper()
+	f := &finds{running: map[int64]bool{}, change: make(chan struct{})}
+	mon := &event.CommandMonitor{
+		Started: func(_ context.Context, e *event.CommandStartedEvent) {
+			if coll, ok := e.Command.Lookup("find").StringValueOK(); ok && e.CommandName == "find" && coll == name {
+				f.mu.Lock()
+				f.running[e.RequestID] = true
+				f.mu.Unlock()
+			}
+		},
+		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.running[e.RequestID] {
+				delete(f.running, e.RequestID)
+				f.done++
+				close(f.change)
+				f.change = make(chan struct{})
+			}
+		},
+		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
+			f.mu.Lock()
+			delete(f.running, e.RequestID)
+			f.mu.Unlock()
+		},
+	}
+	m := testenv.Mongo(tb)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(m.URI).SetMonitor(mon))
+	if err != nil {
+		tb.Fatalf("connect %s: %v", m.URI, err)
+	}
+	tb.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return c.Database(m.Database).Collection(name), f
+}
+
 func entry(tb testing.TB, id primitive.ObjectID, v int64) outbox.Entry {
 	tb.Helper()
 	e, err := outbox.NewEntry(events.TicketUpdated{ID: id.Hex(), Version: v, Title: "t", Price: 1})
@@ -248,13 +317,15 @@ func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
 }
 
 func TestNotifiedWritesPropagateWithoutWaitingForThePoll(t *testing.T) {
-	coll := testenv.MongoDatabase(t).Collection("tickets")
+	coll, finds := monitoredCollection(t, "tickets")
 	n := testenv.NATSStreaming(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 	// A poll of an hour: only Notify can deliver these.
 	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
-	time.Sleep(100 * time.Millisecond) // let the initial poll pass
+	// The initial poll's query has run (it is the first find on the
+	// collection): the poll cannot see what is written from now on.
+	finds.wait(t, 1)
 	id := insert(t, coll)
 	relay.Notify(id)
 	const updates = 200

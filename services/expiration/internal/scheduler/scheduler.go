@@ -49,6 +49,10 @@ var (
 		Help:    "How long after its expiresAt an expiration fired.",
 		Buckets: []float64{0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 30, 300},
 	})
+	wakeups = metrics.NewCounter(metrics.CounterOpts{
+		Name: "expiration_scheduler_wakeups_total",
+		Help: "Looks at the store asked for before the scheduler's next one (Wake: a new expiration earlier than that).",
+	})
 )
 
 // batch is how many due expirations one query fetches.
@@ -65,6 +69,7 @@ func New(store Store, notify func(id any, pending ...outbox.Entry), poll time.Du
 // Wake makes the scheduler look at the store again now (a new expiration
 // may be earlier than the one it sleeps towards).
 func (s *Scheduler) Wake() {
+	wakeups.Inc()
 	select {
 	case s.wake <- struct{}{}:
 	default:

@@ -92,12 +92,17 @@ func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
 	waitFor(t, "the first look", func() bool { return st.lookCount() == 1 })
 	waitFor(t, "a target", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.target.IsZero() })
 
+	woken := wakeups.Value()
 	for i := 0; i < 10; i++ {
 		at := time.Now().Add(2 * time.Hour)
 		st.add("later"+string(rune('a'+i)), at)
 		s.WakeFor(at)
 	}
-	time.Sleep(20 * time.Millisecond)
+	// WakeFor decides at once: no look was asked for, so (its timer an
+	// hour away) the scheduler has nothing that makes it look now.
+	if n := wakeups.Value() - woken; n != 0 {
+		t.Fatalf("%v looks asked for by 10 later expirations, want none", n)
+	}
 	if n := st.lookCount(); n != 1 {
 		t.Fatalf("%d looks after 10 later expirations, want 1", n)
 	}

@@ -2,16 +2,20 @@ package listeners_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
 	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/inorder"
 	"github.com/ticketing-go/ticketing/services/orders/internal/domain"
 	"github.com/ticketing-go/ticketing/services/orders/internal/listeners"
 	"github.com/ticketing-go/ticketing/services/orders/internal/store"
@@ -23,6 +27,113 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 type rig struct {
 	store *store.Store
 	pub   *events.Conn
+	rec   *recorder
+}
+
+// delivery is one handling of a message by a listener.
+type delivery struct {
+	subject     string
+	id          string // of the event's record
+	version     int64
+	attempt     int
+	redelivered bool
+	err         error // what the handler returned
+}
+
+type deliveryKey struct{}
+
+// recorder records the deliveries the listeners handled, and which one
+// applied each ticket version to the replica.
+type recorder struct {
+	mu      sync.Mutex
+	handled []delivery
+	applied map[string]delivery // "id/version" -> the delivery whose handling applied it
+	change  chan struct{}       // closed and replaced at each handled delivery
+}
+
+func newRecorder() *recorder {
+	return &recorder{applied: map[string]delivery{}, change: make(chan struct{})}
+}
+
+// wait waits for a handled delivery that matches, and returns the first.
+func (r *recorder) wait(tb testing.TB, what string, within time.Duration, match func(delivery) bool) delivery {
+	tb.Helper()
+	timeout := time.After(within)
+	for {
+		r.mu.Lock()
+		for _, d := range r.handled {
+			if match(d) {
+				r.mu.Unlock()
+				return d
+			}
+		}
+		change := r.change
+		r.mu.Unlock()
+		select {
+		case <-change:
+		case <-timeout:
+			tb.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+	}
+}
+
+// appliedBy returns the delivery whose handling applied version v of id.
+func (r *recorder) appliedBy(id string, v int64) (delivery, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	d, ok := r.applied[fmt.Sprintf("%s/%d", id, v)]
+	return d, ok
+}
+
+// recordingSubscriber subscribes through conn and records every delivery
+// its handlers handle (the handler sees the delivery in its context).
+type recordingSubscriber struct {
+	conn *events.Conn
+	rec  *recorder
+}
+
+func (s recordingSubscriber) Subscribe(sub events.Subscription, h events.Handler) error {
+	return s.conn.Subscribe(sub, func(ctx context.Context, m *events.Msg) error {
+		var e struct {
+			ID      string `json:"id"`
+			Version int64  `json:"version"`
+		}
+		_ = json.Unmarshal(m.Data, &e)
+		d := delivery{subject: m.Subject, id: e.ID, version: e.Version, attempt: m.Attempt, redelivered: m.Redelivered}
+		d.err = h(context.WithValue(ctx, deliveryKey{}, d), m)
+		s.rec.mu.Lock()
+		s.rec.handled = append(s.rec.handled, d)
+		close(s.rec.change)
+		s.rec.change = make(chan struct{})
+		s.rec.mu.Unlock()
+		return d.err
+	})
+}
+
+// recordingStore is the store; it records the delivery that applied each
+// ticket version.
+type recordingStore struct {
+	*store.Store
+	rec *recorder
+}
+
+func (s recordingStore) InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outcome, error) {
+	return s.record(ctx, t)(s.Store.InsertTicket(ctx, t))
+}
+
+func (s recordingStore) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder.Outcome, error) {
+	return s.record(ctx, t)(s.Store.ApplyTicketUpdate(ctx, t))
+}
+
+func (s recordingStore) record(ctx context.Context, t domain.Ticket) func(inorder.Outcome, error) (inorder.Outcome, error) {
+	return func(out inorder.Outcome, err error) (inorder.Outcome, error) {
+		if d, ok := ctx.Value(deliveryKey{}).(delivery); ok && err == nil && out == inorder.Applied {
+			s.rec.mu.Lock()
+			s.rec.applied[fmt.Sprintf("%s/%d", t.ID, t.Version)] = d
+			s.rec.mu.Unlock()
+		}
+		return out, err
+	}
 }
 
 // MustStartListeners starts `instances` listener processes (each with its
@@ -43,10 +154,10 @@ func MustStartListeners(tb testing.TB, instances int, o listeners.Options) *rig 
 		tb.Cleanup(func() { _ = c.Close() })
 		return c
 	}
-	r := &rig{store: store.New(db, nil), pub: connect("publisher")}
-	o.Store, o.Log = r.store, log
+	r := &rig{store: store.New(db, nil), pub: connect("publisher"), rec: newRecorder()}
+	o.Store, o.Log = recordingStore{r.store, r.rec}, log
 	for i := 0; i < instances; i++ {
-		if err := listeners.Start(connect(fmt.Sprintf("orders-%d", i)), o); err != nil {
+		if err := listeners.Start(recordingSubscriber{connect(fmt.Sprintf("orders-%d", i)), r.rec}, o); err != nil {
 			tb.Fatal(err)
 		}
 	}
@@ -154,13 +265,22 @@ func TestReplicaGapFallsBackToRedelivery(t *testing.T) {
 	r.publish(t, version(id, 0))
 	r.waitReplica(t, want(id, 0), 20*time.Second)
 	r.publish(t, version(id, 2))
-	time.Sleep(500 * time.Millisecond) // past MaxWait: the gate gave up on version 2
+	// The gate gives up on version 2 after MaxWait: its handler returns
+	// ErrGap, so the message is not acknowledged.
+	first := r.rec.wait(t, "the end of version 2's first handling", 10*time.Second,
+		func(d delivery) bool { return d.id == id && d.version == 2 })
+	if !errors.Is(first.err, inorder.ErrGap) || first.attempt != 1 || first.redelivered {
+		t.Fatalf("version 2's first handling: %+v, want attempt 1 given up on with inorder.ErrGap", first)
+	}
 	if got, _ := r.store.Ticket(context.Background(), id); got != want(id, 0) {
 		t.Fatalf("version 2 applied on top of 0: %+v", got)
 	}
 	r.publish(t, version(id, 1))
 	r.waitReplica(t, want(id, 1), 20*time.Second)
 	took := r.waitReplica(t, want(id, 2), 20*time.Second)
+	if d, ok := r.rec.appliedBy(id, 2); !ok || !d.redelivered || d.attempt < 2 {
+		t.Fatalf("version 2 applied by delivery %+v (recorded: %v), want a redelivery", d, ok)
+	}
 	t.Logf("version 2 applied %v after version 1 (by redelivery; AckWait 2s)", took)
 }
 

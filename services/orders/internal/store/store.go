@@ -64,6 +64,7 @@ type Store struct {
 	notify  func(docID any, pending ...outbox.Entry)
 	recent  *mongox.Recent[primitive.ObjectID, orderDoc] // the state last written of recent orders
 	reads   atomic.Int64                                 // orders read by Update, for tests
+	tReads  atomic.Int64                                 // replica tickets read by ApplyTicketUpdate, for tests
 	trim    Trimmer                                      // see SetTrimmer
 }
 
@@ -470,6 +471,7 @@ func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder
 		// Not on top of the predecessor after all: read to tell stale from ahead.
 	}
 	for {
+		s.tReads.Add(1)
 		var cur ticketDoc
 		err := s.tickets.FindOne(ctx, bson.M{"_id": oid}, options.FindOne().SetProjection(bson.M{"version": 1})).Decode(&cur)
 		switch {

@@ -237,42 +237,61 @@ func TestListByUserNewestFirst(t *testing.T) {
 	}
 }
 
-// The replica's outcomes are the same whether the update reads first or,
-// when the gate says its predecessor was just applied, writes first.
+// The replica's outcomes are the same whether the update writes first (its
+// first attempt, or a retry after the gate applied its predecessor in this
+// process) or reads first (a retry without that hint: its predecessor may
+// have been applied elsewhere); the replica reads show which path it took.
 func TestReplicaAppliesVersionsInOrder(t *testing.T) {
-	for name, ctx := range map[string]context.Context{
-		"read first":  context.Background(),
-		"write first": predecessorAppliedContext(t),
+	for _, tc := range []struct {
+		name      string
+		ctx       context.Context
+		readFirst bool
+	}{
+		{"read first", pollRetryContext(t), true},
+		{"write first", predecessorAppliedContext(t), false},
+		{"write first (first attempt)", context.Background(), false},
 	} {
-		t.Run(name, func(t *testing.T) { testReplicaAppliesVersionsInOrder(t, ctx) })
+		t.Run(tc.name, func(t *testing.T) { testReplicaAppliesVersionsInOrder(t, tc.ctx, tc.readFirst) })
 	}
 }
 
-func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context) {
+func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context, readFirst bool) {
 	s, _ := MustOpenStore(t)
 	id := primitive.NewObjectID().Hex()
 	v := func(n int64) domain.Ticket { return domain.Ticket{ID: id, Title: "v", Price: float64(n), Version: n} }
 
+	// reads: how many times the step reads the replica when the update
+	// reads first, and when it writes first (then it reads only when the
+	// write did not apply, to tell stale from ahead).
 	steps := []struct {
 		name  string
 		apply func(context.Context, domain.Ticket) (inorder.Outcome, error)
 		t     domain.Ticket
 		want  inorder.Outcome
+		reads [2]int64 // read first, write first
 	}{
-		{"update before create", s.ApplyTicketUpdate, v(1), inorder.Ahead},
-		{"create", s.InsertTicket, v(0), inorder.Applied},
-		{"duplicate create", s.InsertTicket, v(0), inorder.Stale},
-		{"gap", s.ApplyTicketUpdate, v(2), inorder.Ahead},
-		{"next", s.ApplyTicketUpdate, v(1), inorder.Applied},
-		{"duplicate", s.ApplyTicketUpdate, v(1), inorder.Stale},
-		{"after gap", s.ApplyTicketUpdate, v(2), inorder.Applied},
-		{"older", s.ApplyTicketUpdate, v(1), inorder.Stale},
-		{"version 0 update", s.ApplyTicketUpdate, v(0), inorder.Stale},
+		{"update before create", s.ApplyTicketUpdate, v(1), inorder.Ahead, [2]int64{1, 1}},
+		{"create", s.InsertTicket, v(0), inorder.Applied, [2]int64{0, 0}},
+		{"duplicate create", s.InsertTicket, v(0), inorder.Stale, [2]int64{0, 0}},
+		{"gap", s.ApplyTicketUpdate, v(2), inorder.Ahead, [2]int64{1, 1}},
+		{"next", s.ApplyTicketUpdate, v(1), inorder.Applied, [2]int64{1, 0}},
+		{"duplicate", s.ApplyTicketUpdate, v(1), inorder.Stale, [2]int64{1, 1}},
+		{"after gap", s.ApplyTicketUpdate, v(2), inorder.Applied, [2]int64{1, 0}},
+		{"older", s.ApplyTicketUpdate, v(1), inorder.Stale, [2]int64{1, 1}},
+		{"version 0 update", s.ApplyTicketUpdate, v(0), inorder.Stale, [2]int64{0, 0}},
+	}
+	path, wantReads := "write first", func(r [2]int64) int64 { return r[1] }
+	if readFirst {
+		path, wantReads = "read first", func(r [2]int64) int64 { return r[0] }
 	}
 	for _, st := range steps {
+		before := s.TicketReads()
 		got, err := st.apply(ctx, st.t)
 		if err != nil || got != st.want {
 			t.Fatalf("%s: %v %v, want %v", st.name, got, err, st.want)
+		}
+		if n, want := s.TicketReads()-before, wantReads(st.reads); n != want {
+			t.Errorf("%s: read the replica %d times, want %d (%s)", st.name, n, want, path)
 		}
 	}
 	tk, err := s.Ticket(ctx, id)
@@ -282,6 +301,29 @@ func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context) {
 	if _, err := s.ApplyTicketUpdate(ctx, domain.Ticket{ID: "bad", Version: 1}); !store.IsMalformed(err) {
 		t.Fatalf("malformed id: %v", err)
 	}
+}
+
+// pollRetryContext returns the context an inorder.Gate hands to an update
+// its poll retries: its predecessor may have been applied by another
+// process, none was applied in this one (no hint).
+func pollRetryContext(tb testing.TB) context.Context {
+	tb.Helper()
+	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Millisecond))
+	var retry context.Context
+	err := g.ApplyVersion(context.Background(), "k", 2, func(ctx context.Context) (inorder.Outcome, error) {
+		if !inorder.Retrying(ctx) {
+			return inorder.Ahead, nil
+		}
+		retry = ctx
+		return inorder.Applied, nil
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if !inorder.Retrying(retry) || inorder.PredecessorApplied(retry) {
+		tb.Fatal("not a retry without the hint")
+	}
+	return retry
 }
 
 // predecessorAppliedContext returns the context an inorder.Gate hands to an

@@ -19,6 +19,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/httpx"
+	"github.com/ticketing-go/ticketing/common/metrics"
 	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/payments/internal/api"
@@ -152,6 +153,11 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 	return err
 }
 
+var refundSweeps = metrics.NewCounter(metrics.CounterOpts{
+	Name: "payments_refund_sweeps_total",
+	Help: "Refund sweeps run to the end (each retries every refund marked due), failed or not.",
+})
+
 // sweepRefunds retries the refunds marked due (see domain.Service.RefundDue)
 // at start and every interval until ctx is done.
 func sweepRefunds(ctx context.Context, svc *domain.Service, every time.Duration, log *slog.Logger) {
@@ -162,6 +168,7 @@ func sweepRefunds(ctx context.Context, svc *domain.Service, every time.Duration,
 		if err != nil && ctx.Err() == nil {
 			log.Warn("retrying due refunds", "refunded", n, "err", err)
 		}
+		refundSweeps.Inc()
 		select {
 		case <-ctx.Done():
 			return

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -397,4 +399,57 @@ func (h *harness) paymentsOf(tb testing.TB, orderID string) []bson.M {
 		tb.Fatal(err)
 	}
 	return docs
+}
+
+// metric reads the value of series (name{labels} as exposed) from the
+// service's /metrics: 0 when it is not exposed (no such event yet). The
+// registry is the test process's, so it counts for every service the
+// package's tests run; they run one at a time.
+func (h *harness) metric(tb testing.TB, series string) float64 {
+	tb.Helper()
+	res, err := http.Get(h.url + "/metrics")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return f
+		}
+	}
+	if err := sc.Err(); err != nil {
+		tb.Fatal(err)
+	}
+	return 0
+}
+
+// cancellationsHandled is how many order:cancelled deliveries the service
+// has handled and acknowledged (refund included, when one was due).
+func (h *harness) cancellationsHandled(tb testing.TB) float64 {
+	tb.Helper()
+	return h.metric(tb, `events_consumed_total{result="ack",subject="`+string(events.SubjectOrderCancelled)+`"}`)
+}
+
+// waitCancellationsHandled waits until n order:cancelled deliveries more
+// than base have been handled and acknowledged.
+func (h *harness) waitCancellationsHandled(tb testing.TB, base float64, n int) {
+	tb.Helper()
+	waitFor(tb, 15*time.Second, fmt.Sprintf("%d cancellations handled", n), func() bool {
+		return h.cancellationsHandled(tb) >= base+float64(n)
+	})
+}
+
+// waitSweeps waits for n refund sweeps that start after it is called (and
+// for the one running then, if any, to end).
+func (h *harness) waitSweeps(tb testing.TB, n int) {
+	tb.Helper()
+	base := h.metric(tb, "payments_refund_sweeps_total")
+	waitFor(tb, 15*time.Second, fmt.Sprintf("%d refund sweeps", n), func() bool {
+		return h.metric(tb, "payments_refund_sweeps_total") >= base+float64(n+1)
+	})
 }

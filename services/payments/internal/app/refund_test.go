@@ -33,6 +33,7 @@ func TestRefundOfCancelledOrder(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			h := mustStartPayments(t, func(c *Config) { c.RefundSweep = 300 * time.Millisecond })
+			cancelled := h.cancellationsHandled(t)
 			h.stripe.FailRefunds(tc.refundsDown)
 			orderID := h.order(t, "u1", 20)
 
@@ -79,9 +80,12 @@ func TestRefundOfCancelledOrder(t *testing.T) {
 				t.Fatalf("refunded payment %v, want a Stripe refund id and no refundDue", p)
 			}
 
-			// Duplicates of the cancellation refund nothing more.
+			// Duplicates of the cancellation refund nothing more: once the
+			// service has handled both deliveries, and a refund sweep has
+			// run after that.
 			h.cancel(t, orderID, 1)
-			time.Sleep(300 * time.Millisecond)
+			h.waitCancellationsHandled(t, cancelled, 2)
+			h.waitSweeps(t, 1)
 			refunds := h.stripe.Refunds()
 			for _, c := range refunds {
 				if c.Form.Get("payment_intent") != p["stripeId"] || c.IdempotencyKey != "refund-"+p["_id"].(string) {
@@ -104,6 +108,7 @@ func TestRefundOfCancelledOrder(t *testing.T) {
 // refunded, by the listener or the sweep.
 func TestNoRefundOfPaidOrder(t *testing.T) {
 	h := mustStartPayments(t, func(c *Config) { c.RefundSweep = 100 * time.Millisecond })
+	cancelled := h.cancellationsHandled(t)
 	orderID := h.order(t, "u1", 20)
 	if r := h.pay(t, "u1", "application/json", payBody(orderID, "pm_card_visa")); r.Status != http.StatusCreated {
 		t.Fatalf("payment: %d %s", r.Status, r.Raw)
@@ -112,7 +117,8 @@ func TestNoRefundOfPaidOrder(t *testing.T) {
 	other := h.order(t, "u2", 5)
 	h.cancel(t, other, 1)
 	h.waitOrder(t, other, func(d bson.M) bool { return d["status"] == string(events.OrderCancelled) })
-	time.Sleep(300 * time.Millisecond) // a few sweeps
+	h.waitCancellationsHandled(t, cancelled, 1)
+	h.waitSweeps(t, 3) // a few sweeps, after the payment and the cancellation
 	if n := len(h.stripe.Refunds()); n != 0 {
 		t.Fatalf("%d refund requests for a paid order", n)
 	}
