@@ -218,9 +218,10 @@ func (f *front) handle(client net.Conn) {
 	// ctx ends when the client goes away (its reader sees the connection
 	// end) or the pair stops: a write still waiting for its turn then is
 	// dropped, never sent. Run for a client that had already given up, it
-	// would hold the turn for nothing, and under load such writes queued
-	// faster than they ran: every write of the collection then waited
-	// behind a growing queue of abandoned ones (TestWritesAreAlwaysAnswered).
+	// would hold the turn for nothing, and under load such writes queue
+	// faster than they run: every write of the collection would wait behind
+	// a growing queue of abandoned ones (TestAbandonedWritesNeverRun,
+	// TestWritesAreAlwaysAnswered).
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &pair{f: f, client: client, backend: backend, done: make(chan struct{})}
 	var once sync.Once
