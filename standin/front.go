@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/semaphore"
@@ -62,12 +63,14 @@ type front struct {
 	colls map[string]*collLock // namespace -> its write lock
 	// slots bounds the write statements FerretDB runs at once (see
 	// writeSlots).
-	slots  *semaphore.Weighted
-	conns  map[net.Conn]struct{}
-	counts map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
-	closed bool
-	done   chan struct{} // closed by close
-	wg     sync.WaitGroup
+	slots *semaphore.Weighted
+	// waiting counts the writes waiting for their turn.
+	waiting atomic.Int64
+	conns   map[net.Conn]struct{}
+	counts  map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
+	closed  bool
+	done    chan struct{} // closed by close
+	wg      sync.WaitGroup
 }
 
 // writeSlots: with writes serialised per document, many run in FerretDB at
@@ -288,10 +291,13 @@ func (p *pair) requests(ctx context.Context, msgs <-chan []byte) {
 			// Slots before locks: a write holding slots waits only for
 			// writes that hold theirs and are running.
 			w := sc.weight()
+			p.f.waiting.Add(1)
 			if err := p.f.slots.Acquire(ctx, w); err != nil {
+				p.f.waiting.Add(-1)
 				return
 			}
 			unlockDocs, err := p.f.collLock(ns).lock(ctx, sc)
+			p.f.waiting.Add(-1)
 			if err != nil {
 				p.f.slots.Release(w)
 				return

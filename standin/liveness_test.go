@@ -295,6 +295,14 @@ func checkAbandonedWrites(t *testing.T, s *Server) {
 		}()
 	}
 	wg.Wait() // every abandoned client has given up and closed its connection
+	// The front notices a client's close on its own goroutine: wait until
+	// no write waits for its turn any more (or fail after the bound).
+	for deadline := time.Now().Add(answerBound); s.front.waiting.Load() > 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d abandoned writes still wait for their turn %v after their clients left", s.front.waiting.Load(), answerBound)
+		}
+		time.Sleep(10 * time.Millisecond) // polling the count, not standing in for an event
+	}
 	answered := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(ctx, answerBound)
