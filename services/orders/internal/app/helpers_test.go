@@ -58,7 +58,7 @@ func MustStartService(tb testing.TB, window time.Duration) *service {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, log, ln) }()
+	go func() { done <- app.Run(ctx, cfg, ln, log) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -183,7 +183,7 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	}
 	h.url = "http://" + ln.Addr().String()
 	cfg := Config{
-		MongoURI: m.URI, MongoDB: m.Database, JWTKey: jwtKey,
+		MongoURI: m.URI, MongoDB: m.Database, JWTKey: string(jwtKey),
 		NATS:          events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("payments-test"), SubjectPrefix: n.SubjectPrefix},
 		StripeKey:     "sk_test_123",
 		StripeAPIBase: h.stripe.srv.URL,

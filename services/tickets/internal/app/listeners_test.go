@@ -1,4 +1,4 @@
-package service_test
+package app_test
 
 import (
 	"context"
@@ -124,7 +124,7 @@ func TestOrderEvents(t *testing.T) {
 	// finish), no late duplicate may have changed anything.
 	e.app.stop()
 	for id, v := range final {
-		got, err := e.app.svc.Store.Get(context.Background(), id)
+		got, err := e.app.store.Get(context.Background(), id)
 		if err != nil || got.Version != v {
 			t.Fatalf("after stop: ticket %s = %+v, %v; want version %d", id, got, err, v)
 		}
