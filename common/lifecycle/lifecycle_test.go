@@ -168,3 +168,67 @@ func TestShutdownOrder(t *testing.T) {
 		t.Fatalf("steps %v: the worker must stop before the relay's last flush", j.steps)
 	}
 }
+
+// TestShutdownLetsHandlersFinish: a message being handled at SIGTERM is
+// handled to the end before the relay's last flush, so the events its
+// handling wrote go out in this process rather than at the next start.
+func TestShutdownLetsHandlersFinish(t *testing.T) {
+	m, n := testenv.Mongo(t), testenv.NATSStreaming(t)
+	j := &journal{}
+	relay := &fakeRelay{j: j}
+	relay.pending.Store(2)
+	natsCfg := func(name string) *events.Config {
+		return &events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: n.SubjectPrefix}
+	}
+	inHandler := make(chan struct{})
+	var once sync.Once
+	wire := func(ctx context.Context, d lifecycle.Deps) (lifecycle.Parts, error) {
+		return lifecycle.Parts{
+			Relays: []lifecycle.Relay{relay},
+			Subscribe: func(sub events.Subscriber) error {
+				return events.SubscribeGroup(sub, events.Group{Name: "lifecycle-test"}, events.Route{
+					Subject: events.SubjectTicketCreated,
+					Handler: func(context.Context, *events.Msg) error {
+						once.Do(func() { close(inHandler) })
+						time.Sleep(300 * time.Millisecond)
+						j.add("handler done")
+						return nil
+					},
+				})
+			},
+		}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		done <- lifecycle.Run(ctx, lifecycle.Config{Service: "test", MongoURI: m.URI, MongoDB: m.Database, NATS: natsCfg("lifecycle-run")},
+			ln, slog.New(slog.DiscardHandler), wire)
+	}()
+
+	pctx, pcancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer pcancel()
+	pub, err := events.Connect(pctx, *natsCfg("lifecycle-pub"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	if err := pub.Publish(pctx, events.TicketCreated{ID: "t1"}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-inHandler:
+	case <-time.After(30 * time.Second):
+		t.Fatal("the message was not handled")
+	}
+	cancel() // SIGTERM
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+	if h, f, s := j.index("handler done"), j.index("relay flushed"), j.index("relay stopped"); h < 0 || f < h || s < f {
+		t.Fatalf("steps %v, want the handler done, then the relay flushed, then stopped", j.steps)
+	}
+}

@@ -38,12 +38,12 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 // Wire builds the service's parts on d.
 func Wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, error) {
 	cfg = cfg.withDefaults()
+	relay := outbox.NewRelay(d.DB.Collection(store.Collection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
 	st, err := store.New(ctx, d.DB)
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
-	relay := outbox.NewRelay(st.Coll(), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
-	sched := scheduler.New(st, relay.NotifyPending, cfg.Poll, d.Log)
+	sched := scheduler.New(st, relay, cfg.Poll, d.Log)
 	return lifecycle.Parts{
 		Relays: []lifecycle.Relay{relay},
 		Subscribe: func(sub events.Subscriber) error {

@@ -33,12 +33,8 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 }
 
 func wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, error) {
-	var relay *outbox.Relay
-	// A closure: the relay needs the store's collection, the store the
-	// relay's notification.
-	st := store.New(d.DB, func(id any, pending ...outbox.Entry) { relay.NotifyPending(id, pending...) })
-	relay = outbox.NewRelay(st.Orders(), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
-	st.SetTrimmer(relay)
+	relay := outbox.NewRelay(d.DB.Collection(store.OrdersCollection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
+	st := store.New(d.DB, relay)
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return lifecycle.Parts{}, err
 	}

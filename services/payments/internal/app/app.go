@@ -39,12 +39,11 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 // Wire builds the service's parts on d.
 func Wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, error) {
 	cfg = cfg.withDefaults()
-	st, err := store.New(ctx, d.DB)
+	relay := outbox.NewRelay(d.DB.Collection(store.PaymentsCollection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
+	st, err := store.New(ctx, d.DB, relay)
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
-	relay := outbox.NewRelay(st.Payments.Coll(), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
-	st.Payments.Notify = relay.NotifyPending
 
 	// One budget bounds a charge with the SDK's retry and the writes after
 	// it; the claim outlives it, so a live attempt is never taken over, and

@@ -223,7 +223,7 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	tb.Cleanup(func() { _ = pub.Close() })
 	h.pub = pub
 
-	waitFor(tb, 30*time.Second, "payments ready", func() bool {
+	testenv.Eventually(tb, 30*time.Second, "payments ready", func() bool {
 		res, err := http.Get(h.url + "/readyz")
 		if err != nil {
 			return false
@@ -237,18 +237,6 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	default:
 	}
 	return h
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func newID() string { return primitive.NewObjectID().Hex() }
@@ -282,21 +270,12 @@ func (h *harness) publish(tb testing.TB, e events.Event) {
 func (h *harness) waitOrder(tb testing.TB, id string, cond func(bson.M) bool) bson.M {
 	tb.Helper()
 	var doc bson.M
-	waitFor(tb, 15*time.Second, "order replica "+id, func() bool {
+	testenv.Eventually(tb, 15*time.Second, "order replica "+id, func() bool {
 		doc = nil
 		err := h.db.Collection("orders").FindOne(context.Background(), bson.M{"_id": id}).Decode(&doc)
 		return err == nil && cond(doc)
 	})
 	return doc
-}
-
-func token(tb testing.TB, userID string) string {
-	tb.Helper()
-	tok, err := auth.Sign(jwtKey, auth.User{ID: userID, Email: userID + "@test.com"}, time.Hour, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
 }
 
 type response struct {
@@ -328,7 +307,7 @@ func (h *harness) pay(tb testing.TB, userID, contentType, body string) response 
 		req.Header.Set("Content-Type", contentType)
 	}
 	if userID != "" {
-		req.AddCookie(&http.Cookie{Name: auth.CookieName, Value: token(tb, userID)})
+		req.AddCookie(&http.Cookie{Name: auth.CookieName, Value: testenv.Token(tb, jwtKey, userID)})
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -398,3 +377,6 @@ func (h *harness) paymentsOf(tb testing.TB, orderID string) []bson.M {
 	}
 	return docs
 }
+
+// waitFor is testenv.Eventually under the name refund_test.go uses.
+var waitFor = testenv.Eventually

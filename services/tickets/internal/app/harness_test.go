@@ -172,15 +172,6 @@ func MustStart(tb testing.TB, o appOptions) *env {
 
 // --- HTTP ---
 
-func token(tb testing.TB, userID string) string {
-	tb.Helper()
-	tok, err := auth.Sign(testKey, auth.User{ID: userID, Email: userID + "@test.io"}, time.Hour, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
-}
-
 type response struct {
 	Status int
 	Header http.Header
@@ -224,7 +215,7 @@ func (a *instance) do(tb testing.TB, r req) response {
 		hr.Header.Set("Content-Type", r.ContentType)
 	}
 	if r.User != "" {
-		hr.AddCookie(&http.Cookie{Name: auth.CookieName, Value: token(tb, r.User)})
+		hr.AddCookie(&http.Cookie{Name: auth.CookieName, Value: testenv.Token(tb, testKey, r.User)})
 	}
 	for k, v := range r.Header {
 		hr.Header.Set(k, v)
@@ -285,18 +276,6 @@ func (a *instance) MustGet(tb testing.TB, id string) ticketJSON {
 		tb.Fatalf("get %s: %d %s", id, r.Status, r.Body)
 	}
 	return decodeJSON[ticketJSON](tb, r)
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // --- events ---
@@ -372,7 +351,7 @@ func (o *observer) versions(id string) []int64 {
 // checks that they came exactly in version order, none missing.
 func (o *observer) waitVersions(tb testing.TB, id string, last int64) []seen {
 	tb.Helper()
-	eventually(tb, "events of ticket "+id, func() bool {
+	testenv.Eventually(tb, eventualWait, "events of ticket "+id, func() bool {
 		distinct := map[int64]bool{}
 		for _, m := range o.of(id) {
 			distinct[m.Ticket.Version] = true
@@ -387,3 +366,7 @@ func (o *observer) waitVersions(tb testing.TB, id string, last int64) []seen {
 	}
 	return o.of(id)
 }
+
+// eventualWait bounds every wait for something asynchronous (an event, a
+// replica) in these tests.
+const eventualWait = 30 * time.Second

@@ -74,7 +74,7 @@ func TestOutboxNATSOutage(t *testing.T) {
 	for _, id := range ids {
 		checkEvents(t, obs, id, perTicket)
 	}
-	eventually(t, "an empty outbox", func() bool { return backlog(t, a) == 0 })
+	testenv.Eventually(t, eventualWait, "an empty outbox", func() bool { return backlog(t, a) == 0 })
 }
 
 // TestOutboxCrash: the process dies between the write and the publish (the
@@ -115,7 +115,7 @@ func TestOutboxCrash(t *testing.T) {
 		}
 		checkEvents(t, obs, id, want)
 	}
-	eventually(t, "an empty outbox", func() bool { return backlog(t, second) == 0 })
+	testenv.Eventually(t, eventualWait, "an empty outbox", func() bool { return backlog(t, second) == 0 })
 	// The documents keep nothing but the tickets' state.
 	tk, err := second.store.Get(context.Background(), ids[0])
 	if err != nil || tk.Title != fmt.Sprintf("v%d", perTicket) || tk.Version != perTicket {
