@@ -22,7 +22,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt:"; echo "$$out"; exit 1; fi
 	go vet $(MODULE_PKGS)
 
-## bench: the load generator against a fresh local stack (README, Benchmark; knobs: BENCH_* env, see loadgen/bench.sh)
+## bench: the load generator against a fresh local stack (docs/BENCHMARK.md; knobs: BENCH_* env, see loadgen/bench.sh)
 bench:
 	./loadgen/bench.sh
 

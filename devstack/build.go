@@ -64,7 +64,7 @@ func build(ctx context.Context, root, binDir string, svcs []Service, log *slog.L
 	if err := os.MkdirAll(binDir, 0o755); err != nil {
 		return nil, err
 	}
-	// The same flags as the services' Dockerfiles: a static binary (no
+	// The same flags as the services' Dockerfile: a static binary (no
 	// dynamic loader and libc mapped into each process, about 1 MB of RSS)
 	// without symbol tables, so that what the dev stack and the benchmark
 	// run is what the images ship.

@@ -38,7 +38,8 @@ type skaffoldConfig struct {
 			Image   string `json:"image"`
 			Context string `json:"context"`
 			Docker  struct {
-				Dockerfile string `json:"dockerfile"`
+				Dockerfile string            `json:"dockerfile"`
+				BuildArgs  map[string]string `json:"buildArgs"`
 			} `json:"docker"`
 		} `json:"artifacts"`
 	} `json:"build"`
@@ -99,9 +100,9 @@ func TestSkaffold(t *testing.T) {
 		t.Errorf("manifests.rawYaml = %v, want [infra/k8s/*]", c.Manifests.RawYaml)
 	}
 
-	// Every artifact is built from its service's Dockerfile with the
-	// repository root as context, and the artifacts and the Deployments'
-	// images are the same set.
+	// Every artifact is built from the one Dockerfile with its service as
+	// the SERVICE build argument and the repository root as context, and
+	// the artifacts and the Deployments' images are the same set.
 	m := loadManifests(t)
 	deployed := map[string]string{} // image -> deployment
 	for name, d := range m.deployments {
@@ -119,8 +120,11 @@ func TestSkaffold(t *testing.T) {
 			t.Errorf("artifact %s: context %q, want \".\" (the Dockerfiles need go.work and common/)", a.Image, a.Context)
 		}
 		svc := strings.TrimPrefix(a.Image, "ticketing/")
-		if want := "services/" + svc + "/Dockerfile"; a.Docker.Dockerfile != want {
+		if want := "services/Dockerfile"; a.Docker.Dockerfile != want {
 			t.Errorf("artifact %s: dockerfile %q, want %q", a.Image, a.Docker.Dockerfile, want)
+		}
+		if got := a.Docker.BuildArgs["SERVICE"]; got != svc {
+			t.Errorf("artifact %s: build argument SERVICE %q, want %q", a.Image, got, svc)
 		}
 		if _, err := os.Stat(filepath.Join(root, a.Context, a.Docker.Dockerfile)); err != nil {
 			t.Errorf("artifact %s: %v", a.Image, err)
@@ -281,10 +285,18 @@ var goBuildTarget = regexp.MustCompile(`go build .*?(\./services/[a-z]+)\s*$`)
 func TestDockerfiles(t *testing.T) {
 	for _, name := range services {
 		t.Run(name, func(t *testing.T) {
-			path := filepath.Join(root, "services", name, "Dockerfile")
+			// One Dockerfile for every service: read it as docker builds it
+			// with --build-arg SERVICE=name (skaffold's buildArgs).
+			path := filepath.Join(root, "services", "Dockerfile")
 			lines := dockerfileLines(t, path)
 			if len(lines) == 0 {
 				t.Fatal("empty Dockerfile")
+			}
+			if !slices.Contains(lines, "ARG SERVICE") {
+				t.Fatal("no ARG SERVICE: the service to build is a build argument")
+			}
+			for i, l := range lines {
+				lines[i] = strings.NewReplacer("${SERVICE}", name, "$SERVICE", name).Replace(l)
 			}
 			var stages []string // stage names and images, for FROM <stage>
 			var froms []string
@@ -471,24 +483,16 @@ func TestDeploymentEnvMatchesServiceConfig(t *testing.T) {
 	}
 }
 
-// readmeSection returns the README section under the "## "+title heading.
-func readmeSection(tb testing.TB, title string) string {
+// docPage returns a page of docs/ (KUBERNETES.md, CONFIGURATION.md: the
+// pages these tests hold to the manifests and the code).
+func docPage(tb testing.TB, name string) string {
 	tb.Helper()
-	readme := readFile(tb, root, "README.md")
-	start := strings.Index(readme, "\n## "+title+"\n")
-	if start < 0 {
-		tb.Fatalf("README.md has no section %q", "## "+title)
-	}
-	rest := readme[start+len(title)+5:]
-	if end := strings.Index(rest, "\n## "); end >= 0 {
-		rest = rest[:end]
-	}
-	return rest
+	return readFile(tb, root, "docs", name)
 }
 
-func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
+func TestDocsDocumentSecretsAndConfiguration(t *testing.T) {
 	m := loadManifests(t)
-	run := readmeSection(t, "Run on Kubernetes")
+	run := docPage(t, "KUBERNETES.md")
 	for _, w := range m.workloads() {
 		for _, c := range w.pod.Spec.Containers {
 			for _, e := range c.Env {
@@ -497,13 +501,13 @@ func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
 				}
 				ref := e.ValueFrom.SecretKeyRef
 				if !strings.Contains(run, "kubectl create secret generic "+ref.Name) || !strings.Contains(run, ref.Key+"=") {
-					t.Errorf("%s/%s uses Secret %s key %s: README \"Run on Kubernetes\" must show `kubectl create secret generic %s --from-literal=%s=...`",
+					t.Errorf("%s/%s uses Secret %s key %s: docs/KUBERNETES.md must show `kubectl create secret generic %s --from-literal=%s=...`",
 						w.kind, w.name, ref.Name, ref.Key, ref.Name, ref.Key)
 				}
 			}
 		}
 	}
-	conf := readmeSection(t, "Configuration")
+	conf := docPage(t, "CONFIGURATION.md")
 	for _, name := range services {
 		if !isMainPackage(t, filepath.Join(root, "services", name)) {
 			continue
@@ -511,7 +515,7 @@ func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
 		reads, _ := serviceEnv(t, name)
 		for v := range reads {
 			if !strings.Contains(conf, "`"+v+"`") {
-				t.Errorf("%s reads %s; README \"Configuration\" does not document it", name, v)
+				t.Errorf("%s reads %s; docs/CONFIGURATION.md does not document it", name, v)
 			}
 		}
 	}
@@ -520,8 +524,8 @@ func TestReadmeDocumentsSecretsAndConfiguration(t *testing.T) {
 // metricName matches the name in a metrics.*Opts literal.
 var metricName = regexp.MustCompile(`Name:\s+"([a-z_:][a-z0-9_:]*)"`)
 
-func TestReadmeDocumentsMetrics(t *testing.T) {
-	run := readmeSection(t, "Run on Kubernetes")
+func TestDocsDocumentMetrics(t *testing.T) {
+	run := docPage(t, "KUBERNETES.md")
 	found := 0
 	err := filepath.WalkDir(filepath.Join(root, "common"), func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
@@ -534,7 +538,7 @@ func TestReadmeDocumentsMetrics(t *testing.T) {
 		for _, m := range metricName.FindAllStringSubmatch(src, -1) {
 			found++
 			if !strings.Contains(run, "`"+m[1]+"`") && !strings.Contains(run, "`"+m[1]+"{") {
-				t.Errorf("%s defines metric %s; README \"Run on Kubernetes\" does not list it", path, m[1])
+				t.Errorf("%s defines metric %s; docs/KUBERNETES.md does not list it", path, m[1])
 			}
 		}
 		return nil

@@ -22,7 +22,7 @@ import (
 // root is the repository root, seen from this package's directory.
 const root = ".."
 
-// services are the five Go services; each has a Dockerfile, a Deployment
+// services are the five Go services; each has an image (services/Dockerfile), a Deployment
 // <name>-depl, a Service <name>-srv and its own MongoDB.
 var services = []string{"auth", "tickets", "orders", "expiration", "payments"}
 

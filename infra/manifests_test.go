@@ -278,7 +278,7 @@ func TestProbesHitServedPaths(t *testing.T) {
 		// The probes below are those of httpx.NewRouter: the service must
 		// build its router with it.
 		if isMainPackage(t, filepath.Join(root, "services", name)) && !usesNewRouter(t, name) {
-			t.Errorf("services/%s does not call httpx.NewRouter, so /healthz and /readyz are not known to be served", name)
+			t.Errorf("services/%s calls neither httpx.NewRouter nor lifecycle.Run, so /healthz and /readyz are not known to be served", name)
 		}
 		pod := d.Spec.Template.Spec
 		for _, c := range pod.Containers {
@@ -339,7 +339,9 @@ func usesNewRouter(tb testing.TB, name string) bool {
 		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".go") || strings.HasSuffix(path, "_test.go") {
 			return err
 		}
-		if strings.Contains(readFile(tb, path), "httpx.NewRouter(") {
+		// Directly, or through common/lifecycle, whose Run serves on it.
+		if src := readFile(tb, path); strings.Contains(src, "httpx.NewRouter(") ||
+			strings.Contains(src, "lifecycle.Run(") && strings.Contains(readFile(tb, root, "common", "lifecycle", "lifecycle.go"), "httpx.NewRouter(") {
 			found = true
 		}
 		return nil

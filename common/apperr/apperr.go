@@ -1,6 +1,6 @@
 // Package apperr is the one error type of ticketing: a small set of codes
-// that every layer returns and that the HTTP port maps to a status in one
-// place (httpx.WriteError), in the style of benbjohnson/wtf.
+// that every layer returns, mapped to an HTTP status in one place (Status,
+// which httpx.WriteError uses), in the style of benbjohnson/wtf.
 package apperr
 
 import (

@@ -170,6 +170,8 @@ type Conn struct {
 	sc     stan.Conn // nil while disconnected
 	subs   []*subscriber
 	closed bool
+	// stopped: CloseSubscriptions ran; deliveries are left unacknowledged.
+	stopped bool
 
 	hctx     context.Context // handlers' context, cancelled by Close
 	hcancel  context.CancelFunc
@@ -372,21 +374,22 @@ func (c *Conn) Subscribe(s Subscription, h Handler) error {
 	return nil
 }
 
-// Close lets handlers in flight finish (up to CloseGrace, then cancels
-// their context), and closes the connection so that the server drops the
-// client at once. It never unsubscribes: durable queue groups survive and
-// a restarted service resumes where it stopped.
-func (c *Conn) Close() error {
+// CloseSubscriptions stops handling messages: what is delivered from now
+// on is left unacknowledged (the server redelivers it to another member of
+// the queue group, at the latest when Close drops this client), and the
+// handlers in flight get up to CloseGrace to finish before their context
+// is cancelled. The connection stays open for publishing: a service's
+// relay publishes the events its last handlings wrote before Close.
+func (c *Conn) CloseSubscriptions() {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return nil
-	}
-	c.closed = true
-	sc := c.sc
-	c.sc = nil
+	c.stopped = true
 	c.mu.Unlock()
+	c.waitHandlers()
+}
 
+// waitHandlers waits for the handlers in flight, cancelling their context
+// after CloseGrace.
+func (c *Conn) waitHandlers() {
 	waited := make(chan struct{})
 	go func() { c.handlers.Wait(); close(waited) }()
 	select {
@@ -399,6 +402,24 @@ func (c *Conn) Close() error {
 			c.log.Warn("handlers still running at close")
 		}
 	}
+}
+
+// Close closes the subscriptions (see CloseSubscriptions) and the
+// connection, so that the server drops the client at once. It never
+// unsubscribes: durable queue groups survive and a restarted service
+// resumes where it stopped.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	sc := c.sc
+	c.sc = nil
+	c.mu.Unlock()
+
+	c.waitHandlers()
 	c.hcancel()
 	var err error
 	if sc != nil {

@@ -69,7 +69,8 @@ type OrderTicket struct {
 	Price float64 `json:"price,omitempty"`
 }
 
-// OrderCreated is published by the orders service when a ticket is reserved.
+// OrderCreatedEvent (order:created) is published by the orders service when
+// a ticket is reserved. OrderCreated is the order status of that name.
 type OrderCreatedEvent struct {
 	ID        string      `json:"id"`
 	Version   int64       `json:"version"`
@@ -79,8 +80,8 @@ type OrderCreatedEvent struct {
 	Ticket    OrderTicket `json:"ticket"`
 }
 
-// OrderCancelled is published by the orders service when an order is
-// cancelled by its user or expires.
+// OrderCancelledEvent (order:cancelled) is published by the orders service
+// when an order is cancelled by its user or expires.
 type OrderCancelledEvent struct {
 	ID      string      `json:"id"`
 	Version int64       `json:"version"`

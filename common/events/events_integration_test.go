@@ -54,18 +54,6 @@ func mustPublish(tb testing.TB, c *Conn, e Event) {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 func receive[T any](tb testing.TB, ch <-chan T, within time.Duration) T {
 	tb.Helper()
 	select {
@@ -135,7 +123,7 @@ func TestQueueGroupSharesLoadAndHandlesEachOnce(t *testing.T) {
 	for v := range int64(total) {
 		mustPublish(t, pub, TicketUpdated{ID: "t", Version: v})
 	}
-	eventually(t, 20*time.Second, "every message handled", func() bool {
+	testenv.Eventually(t, 20*time.Second, "every message handled", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(seen) == total
@@ -257,7 +245,7 @@ func TestUndecodablePayloadGoesToDeadLetterAtOnce(t *testing.T) {
 	// The poison message was acknowledged: a good message behind it is handled,
 	// and the poison one is neither redelivered nor dead-lettered twice.
 	mustPublish(t, c, TicketCreated{ID: "ok"})
-	eventually(t, 10*time.Second, "the next message", func() bool { return calls.Load() == 1 })
+	testenv.Eventually(t, 10*time.Second, "the next message", func() bool { return calls.Load() == 1 })
 	// Checks that no second dead letter comes within 2.5 s, past the
 	// AckWait (2 s) after which an unacknowledged poison message would be
 	// redelivered (and dead-lettered again).
@@ -366,7 +354,7 @@ func TestHandlerPanicIsAnError(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustPublish(t, c, PaymentCreated{ID: "p"})
-	eventually(t, 10*time.Second, "redelivery after the panic", func() bool { return calls.Load() == 2 })
+	testenv.Eventually(t, 10*time.Second, "redelivery after the panic", func() bool { return calls.Load() == 2 })
 }
 
 func TestMessagesAreHandledConcurrently(t *testing.T) {
@@ -436,7 +424,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 
 	srv.Stop(t)
 	// Down long enough for the client to give the connection up (pings).
-	eventually(t, 30*time.Second, "connection lost", func() bool {
+	testenv.Eventually(t, 30*time.Second, "connection lost", func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		return c.sc == nil
@@ -453,7 +441,7 @@ func TestReconnectAfterServerRestart(t *testing.T) {
 
 	srv.Start(t)
 	start := time.Now()
-	eventually(t, 60*time.Second, "reconnected", func() bool { return c.Ready(context.Background()) == nil })
+	testenv.Eventually(t, 60*time.Second, "reconnected", func() bool { return c.Ready(context.Background()) == nil })
 	t.Logf("reconnected %v after the server started", time.Since(start))
 	mustPublish(t, c, TicketCreated{ID: "after"})
 	// "before" may come once more: its ack can be lost with the server
@@ -481,7 +469,7 @@ func TestReconnectAfterShortOutage(t *testing.T) {
 	}
 	srv.Stop(t)
 	srv.Start(t)
-	eventually(t, 60*time.Second, "publish works again", func() bool {
+	testenv.Eventually(t, 60*time.Second, "publish works again", func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		return c.Publish(ctx, TicketCreated{ID: "after"}) == nil

@@ -57,8 +57,10 @@ const maxApplyPoll = 16
 // predecessors applied by another process.
 const DefaultPoll = 25 * time.Millisecond
 
-// Gate serialises nothing; it only lets out-of-order updates wait for
-// their predecessors. The zero value is not usable; use NewGate.
+// Gate lets out-of-order updates wait in-process for their predecessors,
+// and runs the tries of one key one at a time in this process (key.turn);
+// across processes the store's conditional writes decide. The zero value
+// is not usable; use NewGate.
 type Gate struct {
 	maxWait time.Duration
 	poll    time.Duration

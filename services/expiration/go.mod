@@ -6,7 +6,6 @@ require (
 	github.com/ticketing-go/ticketing/common v0.0.0
 	github.com/ticketing-go/ticketing/testenv v0.0.0
 	go.mongodb.org/mongo-driver v1.17.10
-	golang.org/x/sync v0.24.0
 )
 
 require (
@@ -132,6 +131,7 @@ require (
 	github.com/youmark/pkcs8 v0.0.0-20240726163527-a2c0da244d78 // indirect
 	go.etcd.io/bbolt v1.5.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
+	golang.org/x/sync v0.24.0 // indirect
 	golang.org/x/sys v0.50.0 // indirect
 	golang.org/x/text v0.43.0 // indirect
 	golang.org/x/time v0.16.0 // indirect

@@ -1,6 +1,6 @@
 // Command orders is the orders service: the orders API (/api/orders), a
 // replica of tickets kept from ticket events, and order events published
-// through the outbox.
+// through the outbox. Configuration: internal/app/config.go.
 package main
 
 import (
@@ -20,16 +20,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "orders:", err)
+		fmt.Fprintln(os.Stderr, app.Service+":", err)
 		os.Exit(1)
 	}
 }
 
+// run reads the configuration and runs the service until ctx is done.
 func run(ctx context.Context) error {
 	log := logx.New(app.Service)
 	cfg, err := app.LoadConfig(config.FromOS(), log)
 	if err != nil {
 		return err
 	}
-	return app.Run(ctx, cfg, log, nil)
+	return app.Run(ctx, cfg, nil, log)
 }

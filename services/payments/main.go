@@ -1,5 +1,6 @@
 // Command payments is the payments service: POST /api/payments charges an
-// order through Stripe, once, and publishes payment:created.
+// order through Stripe, once, and publishes payment:created. Configuration:
+// internal/app/config.go.
 package main
 
 import (
@@ -16,21 +17,20 @@ import (
 
 func main() {
 	config.SetServiceGC()
-	if err := run(context.Background()); err != nil {
-		fmt.Fprintln(os.Stderr, "payments:", err)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, app.Service+":", err)
 		os.Exit(1)
 	}
 }
 
+// run reads the configuration and runs the service until ctx is done.
 func run(ctx context.Context) error {
-	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
-	defer stop()
 	log := logx.New(app.Service)
-	env := config.FromOS()
-	cfg := app.ConfigFromEnv(env)
-	if err := env.Err(); err != nil {
+	cfg, err := app.LoadConfig(config.FromOS(), log)
+	if err != nil {
 		return err
 	}
-	env.Log(log, "configuration")
 	return app.Run(ctx, cfg, nil, log)
 }

@@ -1,7 +1,6 @@
 // Command tickets is the tickets service: the /api/tickets HTTP API, the
-// ticket events (through a transactional outbox) and the order event
-// listeners. Configured from the environment: PORT (3000), MONGO_URI,
-// MONGO_DB (tickets), JWT_KEY, NATS_URL, NATS_CLUSTER_ID, NATS_CLIENT_ID.
+// ticket events (through the outbox) and the order event listeners that
+// reserve and free tickets. Configuration: internal/app/config.go.
 package main
 
 import (
@@ -13,7 +12,7 @@ import (
 
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/logx"
-	"github.com/ticketing-go/ticketing/services/tickets/internal/service"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/app"
 )
 
 func main() {
@@ -21,18 +20,17 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "tickets:", err)
+		fmt.Fprintln(os.Stderr, app.Service+":", err)
 		os.Exit(1)
 	}
 }
 
+// run reads the configuration and runs the service until ctx is done.
 func run(ctx context.Context) error {
-	log := logx.New(service.Name)
-	env := config.FromOS()
-	cfg := service.ConfigFromEnv(env)
-	if err := env.Err(); err != nil {
-		return fmt.Errorf("configuration: %w", err)
+	log := logx.New(app.Service)
+	cfg, err := app.LoadConfig(config.FromOS(), log)
+	if err != nil {
+		return err
 	}
-	env.Log(log, "configuration")
-	return service.Run(ctx, cfg, log)
+	return app.Run(ctx, cfg, nil, log)
 }

@@ -6,7 +6,7 @@
 //	go run ./examples/nats-test/listener            # run it twice: the group shares the events
 //	go run ./examples/nats-test/listener -fail 2    # fail the first 2 deliveries: see redelivery
 //
-// See the README section "NATS Streaming: queue groups, durability, redelivery".
+// See docs/NATS.md.
 package main
 
 import (

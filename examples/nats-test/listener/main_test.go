@@ -23,7 +23,7 @@ type syncBuf struct {
 func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
 func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
-// The listener receives what the publisher (go run, as the README says)
+// The listener receives what the publisher (go run, as docs/NATS.md says)
 // sends, redelivers what it failed, and stops cleanly on cancel.
 func TestListenerReceivesPublishedTickets(t *testing.T) {
 	n := testenv.NATSStreaming(t)

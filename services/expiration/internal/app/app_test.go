@@ -96,7 +96,7 @@ func (w *world) start(tb testing.TB) *instance {
 		Poll: time.Second, AckWait: 5 * time.Second}
 	go func() { in.done <- Run(ctx, cfg, ln, w.log) }()
 	tb.Cleanup(func() { in.Stop(tb) })
-	waitFor(tb, 30*time.Second, "expiration ready", func() bool {
+	testenv.Eventually(tb, 30*time.Second, "expiration ready", func() bool {
 		select {
 		case err := <-in.done:
 			in.done <- err
@@ -195,17 +195,6 @@ func (w *world) count(tb testing.TB, filter bson.M) int64 {
 	return n
 }
 
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func newID() string { return primitive.NewObjectID().Hex() }
 
 // TestExpires: an order's expiration:complete is published once it is due,
@@ -218,7 +207,7 @@ func TestExpires(t *testing.T) {
 	expiresAt := time.Now().Add(1500 * time.Millisecond)
 	w.orderCreated(t, id, expiresAt)
 
-	waitFor(t, 20*time.Second, "expiration:complete", func() bool { return len(w.arrivals(id)) > 0 })
+	testenv.Eventually(t, 20*time.Second, "expiration:complete", func() bool { return len(w.arrivals(id)) > 0 })
 	got := w.arrivals(id)[0]
 	// Stored times have millisecond precision.
 	if got.Before(expiresAt.Truncate(time.Millisecond)) {
@@ -228,7 +217,7 @@ func TestExpires(t *testing.T) {
 	if s, _ := w.state(t, id); s != domain.Fired {
 		t.Fatalf("state %q, want fired", s)
 	}
-	waitFor(t, 10*time.Second, "outbox drained", func() bool {
+	testenv.Eventually(t, 10*time.Second, "outbox drained", func() bool {
 		return w.count(t, bson.M{"_id": id, "outbox.0": bson.M{"$exists": true}}) == 0
 	})
 	if n := in.firedTotal(t) - before; n != 1 {
@@ -250,11 +239,11 @@ func TestDuplicateOrderCreatedSchedulesOnce(t *testing.T) {
 	w.orderCreated(t, id, expiresAt)
 	w.orderCreated(t, id, expiresAt)
 	// Scheduled (pending, or fired already on a slow machine).
-	waitFor(t, 10*time.Second, "scheduled", func() bool { s, _ := w.state(t, id); return s != "" })
+	testenv.Eventually(t, 10*time.Second, "scheduled", func() bool { s, _ := w.state(t, id); return s != "" })
 	w.orderCreated(t, id, expiresAt.Add(time.Hour))
 
-	waitFor(t, 20*time.Second, "expiration:complete", func() bool { return len(w.arrivals(id)) > 0 })
-	waitFor(t, 10*time.Second, "outbox drained", func() bool {
+	testenv.Eventually(t, 20*time.Second, "expiration:complete", func() bool { return len(w.arrivals(id)) > 0 })
+	testenv.Eventually(t, 10*time.Second, "outbox drained", func() bool {
 		return w.count(t, bson.M{"_id": id, "outbox.0": bson.M{"$exists": true}}) == 0
 	})
 	if n := w.count(t, bson.M{"_id": id}); n != 1 {
@@ -276,10 +265,10 @@ func TestRestartStillFires(t *testing.T) {
 	id := newID()
 	expiresAt := time.Now().Add(2500 * time.Millisecond) // scheduled well before it, even on a loaded machine
 	w.orderCreated(t, id, expiresAt)
-	waitFor(t, 10*time.Second, "scheduled", func() bool { s, _ := w.state(t, id); return s == domain.Pending })
+	testenv.Eventually(t, 10*time.Second, "scheduled", func() bool { s, _ := w.state(t, id); return s == domain.Pending })
 	first.Stop(t)
 
-	waitFor(t, 10*time.Second, "due time passes", func() bool { return time.Now().After(expiresAt.Add(200 * time.Millisecond)) })
+	testenv.Eventually(t, 10*time.Second, "due time passes", func() bool { return time.Now().After(expiresAt.Add(200 * time.Millisecond)) })
 	if n := len(w.arrivals(id)); n != 0 {
 		t.Fatalf("%d expiration:complete while the service was down", n)
 	}
@@ -288,7 +277,7 @@ func TestRestartStillFires(t *testing.T) {
 	}
 
 	w.start(t)
-	waitFor(t, 20*time.Second, "expiration:complete after restart", func() bool { return len(w.arrivals(id)) > 0 })
+	testenv.Eventually(t, 20*time.Second, "expiration:complete after restart", func() bool { return len(w.arrivals(id)) > 0 })
 	t.Logf("fired %s after expiresAt (down until after it)", w.arrivals(id)[0].Sub(expiresAt).Round(time.Millisecond))
 }
 
@@ -309,7 +298,7 @@ func TestTwoInstancesFireOnce(t *testing.T) {
 		due[i] = base.Add(time.Duration(i%3) * 100 * time.Millisecond)
 		w.orderCreated(t, ids[i], due[i])
 	}
-	waitFor(t, 30*time.Second, "every expiration:complete", func() bool {
+	testenv.Eventually(t, 30*time.Second, "every expiration:complete", func() bool {
 		for _, id := range ids {
 			if len(w.arrivals(id)) == 0 {
 				return false
@@ -317,7 +306,7 @@ func TestTwoInstancesFireOnce(t *testing.T) {
 		}
 		return true
 	})
-	waitFor(t, 10*time.Second, "outboxes drained", func() bool {
+	testenv.Eventually(t, 10*time.Second, "outboxes drained", func() bool {
 		return w.count(t, bson.M{"outbox.0": bson.M{"$exists": true}}) == 0
 	})
 	if got := w.count(t, bson.M{"state": domain.Fired}); got != n {
@@ -352,18 +341,18 @@ func TestCancelledOrderDoesNotFire(t *testing.T) {
 
 	cancelled := newID()
 	w.orderCreated(t, cancelled, due)
-	waitFor(t, 10*time.Second, "scheduled", func() bool { s, _ := w.state(t, cancelled); return s == domain.Pending })
+	testenv.Eventually(t, 10*time.Second, "scheduled", func() bool { s, _ := w.state(t, cancelled); return s == domain.Pending })
 	w.publish(t, events.OrderCancelledEvent{ID: cancelled, Version: 1, Ticket: events.OrderTicket{ID: newID()}})
 
 	early := newID()
 	w.publish(t, events.OrderCancelledEvent{ID: early, Version: 1, Ticket: events.OrderTicket{ID: newID()}})
-	waitFor(t, 10*time.Second, "tombstone", func() bool { s, _ := w.state(t, early); return s == domain.Dropped })
+	testenv.Eventually(t, 10*time.Second, "tombstone", func() bool { s, _ := w.state(t, early); return s == domain.Dropped })
 	w.orderCreated(t, early, due)
 
 	// A sentinel due after both: once it has fired, they would have too.
 	sentinel := newID()
 	w.orderCreated(t, sentinel, due.Add(500*time.Millisecond))
-	waitFor(t, 20*time.Second, "sentinel fired", func() bool { return len(w.arrivals(sentinel)) > 0 })
+	testenv.Eventually(t, 20*time.Second, "sentinel fired", func() bool { return len(w.arrivals(sentinel)) > 0 })
 	for _, id := range []string{cancelled, early} {
 		if s, _ := w.state(t, id); s != domain.Dropped {
 			t.Errorf("order %s: state %q, want dropped", id, s)

@@ -27,7 +27,7 @@ type Store interface {
 // Scheduler fires expirations when they are due.
 type Scheduler struct {
 	store  Store
-	notify func(id any, pending ...outbox.Entry) // tells the outbox relay to publish now (outbox.Relay.NotifyPending)
+	notify outbox.Notifier // tells the outbox relay to publish now (may be nil)
 	poll   time.Duration
 	log    *slog.Logger
 	wake   chan struct{}
@@ -58,8 +58,8 @@ var (
 // batch is how many due expirations one query fetches.
 const batch = 100
 
-// New returns a Scheduler. notify may be nil.
-func New(store Store, notify func(id any, pending ...outbox.Entry), poll time.Duration, log *slog.Logger) *Scheduler {
+// New returns a Scheduler; notify (an *outbox.Relay) may be nil.
+func New(store Store, notify outbox.Notifier, poll time.Duration, log *slog.Logger) *Scheduler {
 	if poll <= 0 {
 		poll = 5 * time.Second
 	}
@@ -148,7 +148,7 @@ func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
 				s.log.Info("expiration fired", "orderId", e.OrderID, "expiresAt", e.ExpiresAt,
 					"lateBy", now.Sub(e.ExpiresAt).Round(time.Millisecond))
 				if s.notify != nil {
-					s.notify(e.OrderID, pending...)
+					s.notify.NotifyPending(e.OrderID, pending...)
 				}
 			}
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/services/orders/internal/domain"
 	"github.com/ticketing-go/ticketing/services/orders/internal/store"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 type errorsJSON struct {
@@ -45,7 +46,7 @@ func TestRoutes(t *testing.T) {
 	heldOrder := s.mustOrder(t, "alice", held.ID)
 	paidOrder := s.mustOrder(t, "alice", paid.ID)
 	s.publish(t, events.PaymentCreated{ID: primitive.NewObjectID().Hex(), OrderID: paidOrder.ID, StripeID: "pi_1"})
-	eventually(t, 20*time.Second, "order complete", func() bool { return s.order(t, paidOrder.ID).Status == domain.StatusComplete })
+	testenv.Eventually(t, 20*time.Second, "order complete", func() bool { return s.order(t, paidOrder.ID).Status == domain.StatusComplete })
 	unknown := primitive.NewObjectID().Hex()
 
 	cases := []struct {
@@ -89,7 +90,7 @@ func TestRoutes(t *testing.T) {
 	t.Run("create415 not json", func(t *testing.T) {
 		req, _ := http.NewRequest("POST", s.URL+"/api/orders", strings.NewReader("ticketId="+free.ID))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.Header.Set("Authorization", "Bearer "+token(t, "bob"))
+		req.Header.Set("Authorization", "Bearer "+testenv.Token(t, []byte(jwtKey), "bob"))
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -253,7 +254,7 @@ func TestExpirationCancelsOnlyActiveOrders(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.publish(t, events.PaymentCreated{ID: primitive.NewObjectID().Hex(), OrderID: complete.ID, StripeID: "pi"})
-	eventually(t, 20*time.Second, "complete", func() bool { return s.order(t, complete.ID).Status == domain.StatusComplete })
+	testenv.Eventually(t, 20*time.Second, "complete", func() bool { return s.order(t, complete.ID).Status == domain.StatusComplete })
 	if st, b := s.do(t, "DELETE", "/api/orders/"+cancelled.ID, "u", ""); st != 204 {
 		t.Fatalf("cancel: %d %s", st, b)
 	}
@@ -306,7 +307,7 @@ func TestPaymentCompletesOrder(t *testing.T) {
 	p := events.PaymentCreated{ID: primitive.NewObjectID().Hex(), OrderID: o.ID, StripeID: "pi_123"}
 	s.publish(t, p)
 	s.publish(t, p) // a duplicate delivery changes nothing
-	eventually(t, 20*time.Second, "order complete", func() bool { return s.order(t, o.ID).Status == domain.StatusComplete })
+	testenv.Eventually(t, 20*time.Second, "order complete", func() bool { return s.order(t, o.ID).Status == domain.StatusComplete })
 
 	status, body := s.do(t, "GET", "/api/orders/"+o.ID, "payer", "")
 	var got orderJSON
@@ -333,7 +334,7 @@ func TestPaymentCompletesOrder(t *testing.T) {
 	// Marker on the same subject, delivered after the late payment.
 	marker := s.mustOrder(t, "payer", s.mustTicket(t, "marker", 1).ID)
 	s.publish(t, events.PaymentCreated{ID: primitive.NewObjectID().Hex(), OrderID: marker.ID, StripeID: "pi_m"})
-	eventually(t, 20*time.Second, "marker complete", func() bool { return s.order(t, marker.ID).Status == domain.StatusComplete })
+	testenv.Eventually(t, 20*time.Second, "marker complete", func() bool { return s.order(t, marker.ID).Status == domain.StatusComplete })
 	if got := s.order(t, o.ID); got.Status != domain.StatusComplete {
 		t.Fatalf("expiration of a paid order changed it: %+v", got)
 	}

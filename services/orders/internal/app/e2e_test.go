@@ -92,7 +92,7 @@ func MustStartTickets(tb testing.TB, s *service) string {
 		}
 	})
 	url := "http://127.0.0.1:" + strconv.Itoa(port)
-	eventually(tb, 30*time.Second, "tickets service ready", func() bool {
+	testenv.Eventually(tb, 30*time.Second, "tickets service ready", func() bool {
 		res, err := http.Get(url + "/readyz")
 		if err != nil {
 			return false
@@ -140,13 +140,13 @@ func TestEndToEndWithTickets(t *testing.T) {
 	if err := json.Unmarshal(body, &tk); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "orders knows the ticket", func() bool {
+	testenv.Eventually(t, 20*time.Second, "orders knows the ticket", func() bool {
 		_, err := s.Store.Ticket(context.Background(), tk.ID)
 		return err == nil
 	})
 
 	o := s.mustOrder(t, "buyer", tk.ID)
-	eventually(t, 20*time.Second, "ticket reserved by the order", func() bool {
+	testenv.Eventually(t, 20*time.Second, "ticket reserved by the order", func() bool {
 		return getTicket(t, tickets, tk.ID).OrderID == o.ID
 	})
 	status, body = request(t, tickets, "PUT", "/api/tickets/"+tk.ID, "seller", `{"title":"changed","price":25}`)
@@ -160,7 +160,7 @@ func TestEndToEndWithTickets(t *testing.T) {
 	if st, b := s.do(t, "DELETE", "/api/orders/"+o.ID, "buyer", ""); st != http.StatusNoContent {
 		t.Fatalf("cancel: %d %s", st, b)
 	}
-	eventually(t, 20*time.Second, "ticket released", func() bool {
+	testenv.Eventually(t, 20*time.Second, "ticket released", func() bool {
 		return getTicket(t, tickets, tk.ID).OrderID == ""
 	})
 	status, body = request(t, tickets, "PUT", "/api/tickets/"+tk.ID, "seller", `{"title":"changed","price":25}`)
@@ -171,7 +171,7 @@ func TestEndToEndWithTickets(t *testing.T) {
 
 	// The orders replica follows the ticket to its last version (reserved,
 	// released, edited: every ticket:updated applied in order).
-	eventually(t, 20*time.Second, "replica at the ticket's last version", func() bool {
+	testenv.Eventually(t, 20*time.Second, "replica at the ticket's last version", func() bool {
 		got, err := s.Store.Ticket(context.Background(), tk.ID)
 		return err == nil && got.Version == final.Version && got.Title == "changed" && got.Price == 25
 	})

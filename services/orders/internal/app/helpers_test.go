@@ -17,7 +17,6 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/ticketing-go/ticketing/api/apispec"
-	"github.com/ticketing-go/ticketing/common/auth"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/services/orders/internal/app"
@@ -58,7 +57,7 @@ func MustStartService(tb testing.TB, window time.Duration) *service {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cfg, log, ln) }()
+	go func() { done <- app.Run(ctx, cfg, ln, log) }()
 	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -83,7 +82,7 @@ func MustStartService(tb testing.TB, window time.Duration) *service {
 	tb.Cleanup(func() { _ = s.Conn.Close() })
 	s.observed = observe(tb, s.Conn)
 
-	eventually(tb, 20*time.Second, "service ready", func() bool {
+	testenv.Eventually(tb, 20*time.Second, "service ready", func() bool {
 		res, err := http.Get(s.URL + "/readyz")
 		if err != nil {
 			return false
@@ -92,27 +91,6 @@ func MustStartService(tb testing.TB, window time.Duration) *service {
 		return res.StatusCode == http.StatusOK
 	})
 	return s
-}
-
-// eventually polls cond until it holds, failing the test after timeout.
-func eventually(tb testing.TB, timeout time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func token(tb testing.TB, userID string) string {
-	tb.Helper()
-	tok, err := auth.Sign([]byte(jwtKey), auth.User{ID: userID, Email: userID + "@test.dev"}, time.Hour, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
 }
 
 // do sends a request as user (anonymous when "") and returns status and body.
@@ -137,7 +115,7 @@ func request(tb testing.TB, base, method, path, user, body string) (int, []byte)
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if user != "" {
-		req.Header.Set("Authorization", "Bearer "+token(tb, user))
+		req.Header.Set("Authorization", "Bearer "+testenv.Token(tb, []byte(jwtKey), user))
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -201,7 +179,7 @@ func (s *service) mustTicket(tb testing.TB, title string, price float64) domain.
 
 func (s *service) waitTicket(tb testing.TB, want domain.Ticket) {
 	tb.Helper()
-	eventually(tb, 20*time.Second, "replica of ticket "+want.ID, func() bool {
+	testenv.Eventually(tb, 20*time.Second, "replica of ticket "+want.ID, func() bool {
 		got, err := s.Store.Ticket(context.Background(), want.ID)
 		return err == nil && got == want
 	})
@@ -270,7 +248,7 @@ func (o *observer) cancelledEvent(id string) events.OrderCancelledEvent {
 // count above it fails at once.
 func (s *service) waitCounts(tb testing.TB, id string, created, cancelled int) {
 	tb.Helper()
-	eventually(tb, 20*time.Second, "order events", func() bool {
+	testenv.Eventually(tb, 20*time.Second, "order events", func() bool {
 		cr, ca := s.observed.counts(id)
 		if cr > created || ca > cancelled {
 			tb.Fatalf("order %s: %d order:created, %d order:cancelled; want %d, %d", id, cr, ca, created, cancelled)

@@ -52,7 +52,7 @@ func TestBinary(t *testing.T) {
 		}
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
-		eventually(t, 30*time.Second, "orders binary ready", func() bool {
+		testenv.Eventually(t, 30*time.Second, "orders binary ready", func() bool {
 			res, err := http.Get("http://127.0.0.1:" + port + "/readyz")
 			if err != nil {
 				return false

@@ -8,6 +8,8 @@ import (
 
 	"go.mongodb.org/mongo-driver/bson/primitive"
 
+	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/services/orders/internal/app"
 	"github.com/ticketing-go/ticketing/services/orders/internal/httpapi"
 	"github.com/ticketing-go/ticketing/services/orders/internal/store"
 	"github.com/ticketing-go/ticketing/testenv"
@@ -17,9 +19,10 @@ import (
 // 503 (retry later), never 500; input that is refused before any database
 // access still gets its 4xx.
 func TestDatabaseDown(t *testing.T) {
-	srv := httptest.NewServer(httpapi.Handler(httpapi.Options{
+	api := httpapi.New(httpapi.Options{
 		Store: store.New(testenv.UnreachableMongoDatabase(t, "orders"), nil), JWTKey: []byte(jwtKey), ExpirationWindow: time.Minute,
-	}))
+	})
+	srv := httptest.NewServer(lifecycle.Handler(app.Service, nil, lifecycle.Parts{Mount: api.Mount}))
 	t.Cleanup(srv.Close)
 
 	id := primitive.NewObjectID().Hex()

@@ -32,33 +32,34 @@ type Options struct {
 	JWTKey           []byte
 	ExpirationWindow time.Duration
 	Log              *slog.Logger
-	Ready            []httpx.Check
 	Now              func() time.Time // time.Now when nil
 }
 
-type api struct {
+// API serves /api/orders.
+type API struct {
 	Options
 }
 
-// Handler returns the service's HTTP handler: the base router with the
-// orders routes mounted.
-func Handler(o Options) http.Handler {
+// New returns the API.
+func New(o Options) *API {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	a := &api{o}
-	r := httpx.NewRouter(httpx.RouterOptions{Service: "orders", Log: o.Log, Ready: o.Ready})
+	return &API{o}
+}
+
+// Mount adds the routes to r (the base router, httpx.NewRouter).
+func (a *API) Mount(r chi.Router) {
 	r.Route("/api/orders", func(r chi.Router) {
-		r.Use(auth.CurrentUser(o.JWTKey), auth.RequireAuth)
+		r.Use(auth.CurrentUser(a.JWTKey), auth.RequireAuth)
 		r.Post("/", a.create)
 		r.Get("/", a.list)
 		r.Get("/{id}", a.get)
 		r.Delete("/{id}", a.cancel)
 	})
-	return r
 }
 
 // TicketJSON and OrderJSON are the response bodies.
@@ -86,7 +87,7 @@ func toJSON(o *domain.Order) OrderJSON {
 	}
 }
 
-func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
+func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	httpx.WriteError(w, r, a.Log, err)
 }
 
@@ -99,7 +100,7 @@ type createRequest struct {
 	TicketID any `json:"ticketId"` // any: a number or null is "must be provided", not a type error
 }
 
-func (a *api) create(w http.ResponseWriter, r *http.Request) {
+func (a *API) create(w http.ResponseWriter, r *http.Request) {
 	var req createRequest
 	if err := httpx.Decode(r, &req, 0); err != nil {
 		a.fail(w, r, err)
@@ -123,7 +124,7 @@ func (a *api) create(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusCreated, toJSON(o))
 }
 
-func (a *api) list(w http.ResponseWriter, r *http.Request) {
+func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	os, err := a.Store.ListByUser(r.Context(), userID(r))
 	if err != nil {
 		a.fail(w, r, err)
@@ -136,7 +137,7 @@ func (a *api) list(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, out)
 }
 
-func (a *api) get(w http.ResponseWriter, r *http.Request) {
+func (a *API) get(w http.ResponseWriter, r *http.Request) {
 	o, err := a.Store.Order(r.Context(), chi.URLParam(r, "id"))
 	if err == nil {
 		err = o.CheckOwner(userID(r))
@@ -148,7 +149,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	httpx.WriteJSON(w, http.StatusOK, toJSON(o))
 }
 
-func (a *api) cancel(w http.ResponseWriter, r *http.Request) {
+func (a *API) cancel(w http.ResponseWriter, r *http.Request) {
 	uid := userID(r)
 	err := a.Store.Update(r.Context(), chi.URLParam(r, "id"), func(o *domain.Order) error {
 		if err := o.CheckOwner(uid); err != nil {

@@ -27,11 +27,6 @@ import (
 // QueueGroup is the durable queue group of every orders listener.
 const QueueGroup = "orders-service"
 
-// Subscriber is the part of events.Conn the listeners need.
-type Subscriber interface {
-	Subscribe(s events.Subscription, h events.Handler) error
-}
-
 // Store is what the listeners need from storage.
 type Store interface {
 	InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outcome, error)
@@ -59,7 +54,7 @@ type Options struct {
 }
 
 // Start subscribes every listener of the orders service on sub.
-func Start(sub Subscriber, o Options) error {
+func Start(sub events.Subscriber, o Options) error {
 	if o.Log == nil {
 		o.Log = slog.Default()
 	}
@@ -73,25 +68,14 @@ func Start(sub Subscriber, o Options) error {
 		o.MaxInflight = 64
 	}
 	l := &listeners{Options: o, gate: inorder.NewGate(o.MaxWait)}
-	subs := []struct {
-		subject events.Subject
-		h       events.Handler
-	}{
-		{events.SubjectTicketCreated, events.Decode(l.ticketCreated)},
-		{events.SubjectTicketUpdated, events.Decode(l.ticketUpdated)},
-		{events.SubjectExpirationComplete, events.Decode(l.expirationComplete)},
-		{events.SubjectPaymentCreated, events.Decode(l.paymentCreated)},
-	}
-	for _, s := range subs {
-		err := sub.Subscribe(events.Subscription{
-			Subject: s.subject, QueueGroup: QueueGroup, AckWait: o.AckWait,
-			MaxInflight: o.MaxInflight, MaxDeliveries: o.MaxDeliveries,
-		}, s.h)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+	return events.SubscribeGroup(sub, events.Group{
+		Name: QueueGroup, AckWait: o.AckWait, MaxInflight: o.MaxInflight, MaxDeliveries: o.MaxDeliveries, Log: o.Log,
+	},
+		events.Route{Subject: events.SubjectTicketCreated, Handler: events.Decode(l.ticketCreated)},
+		events.Route{Subject: events.SubjectTicketUpdated, Handler: events.Decode(l.ticketUpdated)},
+		events.Route{Subject: events.SubjectExpirationComplete, Handler: events.Decode(l.expirationComplete)},
+		events.Route{Subject: events.SubjectPaymentCreated, Handler: events.Decode(l.paymentCreated)},
+	)
 }
 
 type listeners struct {

@@ -65,35 +65,31 @@ type Store struct {
 	recent  *mongox.Recent[primitive.ObjectID, orderDoc] // the state last written of recent orders
 	reads   atomic.Int64                                 // orders read by Update, for tests
 	tReads  atomic.Int64                                 // replica tickets read by ApplyTicketUpdate, for tests
-	trim    Trimmer                                      // see SetTrimmer
-}
-
-// Trimmer tells which published entries a write may remove itself (an
-// *outbox.Relay; see outbox.Relay.Published).
-type Trimmer interface {
-	Published(docID any, pending []outbox.Entry) (outbox.Trim, bool)
-	Dropped(docID any, ids []primitive.ObjectID)
+	trim    outbox.Trimmer                               // the notifier, when it is one; see SetTrimmer
 }
 
 // SetTrimmer lets Update remove an order's published outbox entries in its
 // own write when it writes on the remembered state (whose outbox is exact):
 // an order cancelled right after its creation takes the creation's entry
-// with it instead of costing the relay a removal. Call before use.
-func (s *Store) SetTrimmer(t Trimmer) { s.trim = t }
+// with it instead of costing the relay a removal. New sets it when its
+// notifier is a Trimmer; call before use.
+func (s *Store) SetTrimmer(t outbox.Trimmer) { s.trim = t }
 
 // recentOrders bounds the remembered orders (about 200 bytes each).
 const recentOrders = 1024
 
-// New returns a Store on db. notify, when not nil, is called with an order's
-// _id and its pending outbox entries as stored right after every write that
-// queued events (outbox.Relay.NotifyPending: it publishes them without
-// reading the order).
-func New(db *mongo.Database, notify func(docID any, pending ...outbox.Entry)) *Store {
-	if notify == nil {
-		notify = func(any, ...outbox.Entry) {}
+// New returns a Store on db. n, when not nil, is told an order's _id and
+// its pending outbox entries as stored right after every write that queued
+// events (an *outbox.Relay: it publishes them without reading the order).
+func New(db *mongo.Database, n outbox.Notifier) *Store {
+	notify := func(any, ...outbox.Entry) {}
+	if n != nil {
+		notify = n.NotifyPending
 	}
-	return &Store{orders: db.Collection(OrdersCollection), tickets: db.Collection(TicketsCollection), notify: notify,
+	s := &Store{orders: db.Collection(OrdersCollection), tickets: db.Collection(TicketsCollection), notify: notify,
 		recent: mongox.NewRecent[primitive.ObjectID, orderDoc](recentOrders)}
+	s.trim, _ = n.(outbox.Trimmer)
+	return s
 }
 
 // Orders is the orders collection (the outbox relay works on it).
@@ -444,10 +440,11 @@ func (s *Store) InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outc
 // replica's store commands per event). Only when it does not match is the
 // version read, to tell stale from ahead. Retries of an update waiting for
 // its predecessor (inorder.Gate) read first, so that waiting costs a read
-// per attempt, not a write (writes are serialised per collection on the
-// FerretDB stand-in), unless the gate says the predecessor was just applied
-// here (inorder.PredecessorApplied). The read is only a hint; the
-// conditional write decides.
+// per attempt, not a write (the stand-in serialises the writes of a
+// document, so a write that does not match still holds the others up),
+// unless the gate says the predecessor was just applied here
+// (inorder.PredecessorApplied). The read is only a hint; the conditional
+// write decides.
 func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder.Outcome, error) {
 	oid, ok := mongox.ObjectID(t.ID)
 	if !ok {

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // TestCreate covers POST /api/payments: the success and every error.
@@ -131,7 +132,7 @@ func TestCreate201(t *testing.T) {
 	}
 	h.waitOrder(t, orderID, func(d bson.M) bool { return d["paymentId"] == id && d["claim"] == nil })
 
-	waitFor(t, 15*time.Second, "payment:created", func() bool { return len(obs.forOrder(orderID)) > 0 })
+	testenv.Eventually(t, 15*time.Second, "payment:created", func() bool { return len(obs.forOrder(orderID)) > 0 })
 	got := obs.forOrder(orderID)[0]
 	if got != (events.PaymentCreated{ID: id, OrderID: orderID, StripeID: stripeID}) {
 		t.Fatalf("payment:created %+v, want id %s stripeId %s", got, id, stripeID)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -37,16 +38,14 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			env := config.FromMap(c.env)
-			cfg := ConfigFromEnv(env)
-			err := env.Err()
+			cfg, err := LoadConfig(config.FromMap(c.env), slog.New(slog.DiscardHandler))
 			switch {
 			case c.want == "" && err != nil:
 				t.Fatalf("unexpected error %v", err)
 			case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
 				t.Fatalf("error %v, want one about %q", err, c.want)
 			}
-			if c.want == "" && (cfg.MongoDB != "payments" || cfg.Port != "3000") {
+			if c.want == "" && (cfg.MongoDB != "payments" || cfg.Port != 3000) {
 				t.Fatalf("defaults: %+v", cfg)
 			}
 		})

@@ -185,7 +185,7 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	}
 	h.url = "http://" + ln.Addr().String()
 	cfg := Config{
-		MongoURI: m.URI, MongoDB: m.Database, JWTKey: jwtKey,
+		MongoURI: m.URI, MongoDB: m.Database, JWTKey: string(jwtKey),
 		NATS:          events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("payments-test"), SubjectPrefix: n.SubjectPrefix},
 		StripeKey:     "sk_test_123",
 		StripeAPIBase: h.stripe.srv.URL,
@@ -225,7 +225,7 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	tb.Cleanup(func() { _ = pub.Close() })
 	h.pub = pub
 
-	waitFor(tb, 30*time.Second, "payments ready", func() bool {
+	testenv.Eventually(tb, 30*time.Second, "payments ready", func() bool {
 		res, err := http.Get(h.url + "/readyz")
 		if err != nil {
 			return false
@@ -239,18 +239,6 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	default:
 	}
 	return h
-}
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(tb testing.TB, d time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func newID() string { return primitive.NewObjectID().Hex() }
@@ -284,21 +272,12 @@ func (h *harness) publish(tb testing.TB, e events.Event) {
 func (h *harness) waitOrder(tb testing.TB, id string, cond func(bson.M) bool) bson.M {
 	tb.Helper()
 	var doc bson.M
-	waitFor(tb, 15*time.Second, "order replica "+id, func() bool {
+	testenv.Eventually(tb, 15*time.Second, "order replica "+id, func() bool {
 		doc = nil
 		err := h.db.Collection("orders").FindOne(context.Background(), bson.M{"_id": id}).Decode(&doc)
 		return err == nil && cond(doc)
 	})
 	return doc
-}
-
-func token(tb testing.TB, userID string) string {
-	tb.Helper()
-	tok, err := auth.Sign(jwtKey, auth.User{ID: userID, Email: userID + "@test.com"}, time.Hour, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
 }
 
 type response struct {
@@ -330,7 +309,7 @@ func (h *harness) pay(tb testing.TB, userID, contentType, body string) response 
 		req.Header.Set("Content-Type", contentType)
 	}
 	if userID != "" {
-		req.AddCookie(&http.Cookie{Name: auth.CookieName, Value: token(tb, userID)})
+		req.AddCookie(&http.Cookie{Name: auth.CookieName, Value: testenv.Token(tb, jwtKey, userID)})
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -453,3 +432,6 @@ func (h *harness) waitSweeps(tb testing.TB, n int) {
 		return h.metric(tb, "payments_refund_sweeps_total") >= base+float64(n+1)
 	})
 }
+
+// waitFor is testenv.Eventually under the name refund_test.go uses.
+var waitFor = testenv.Eventually

@@ -32,9 +32,12 @@ type Store struct {
 	Payments *Payments
 }
 
-// New returns the store on db and creates its indexes.
-func New(ctx context.Context, db *mongo.Database) (*Store, error) {
-	p := &Payments{coll: db.Collection(PaymentsCollection)}
+// New returns the store on db and creates its indexes. n, when not nil, is
+// told the id and the outbox entries of each payment stored (an
+// *outbox.Relay), so its event goes out at once, not at the relay's next
+// poll.
+func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, error) {
+	p := &Payments{coll: db.Collection(PaymentsCollection), notify: n}
 	// The database's guarantee of one payment per order, whatever the
 	// claims in the replica say.
 	_, err := p.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
@@ -171,11 +174,8 @@ func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) e
 
 // Payments stores payments and their events.
 type Payments struct {
-	coll *mongo.Collection
-	// Notify, when set, is told the id and the outbox entries of each
-	// payment stored (outbox.Relay.NotifyPending) so the relay publishes its
-	// event at once, without reading it, instead of at its next poll.
-	Notify func(id any, pending ...outbox.Entry)
+	coll   *mongo.Collection
+	notify outbox.Notifier // may be nil (see New)
 }
 
 // Coll is the collection the outbox relay publishes from.
@@ -213,8 +213,8 @@ func (s *Payments) Create(ctx context.Context, p domain.Payment) error {
 	if err != nil {
 		return mongox.Classify(err)
 	}
-	if s.Notify != nil {
-		s.Notify(p.ID, e) // a new document: its outbox is exactly e
+	if s.notify != nil {
+		s.notify.NotifyPending(p.ID, e) // a new document: its outbox is exactly e
 	}
 	return nil
 }

@@ -39,13 +39,10 @@ type Tickets interface {
 	Update(ctx context.Context, id string, fn func(*domain.Ticket) error) (domain.Ticket, error)
 }
 
-// Subscriber is the events connection (*events.Conn).
-type Subscriber interface {
-	Subscribe(s events.Subscription, h events.Handler) error
-}
-
-// Options tunes the subscriptions; zero values take the events defaults.
+// Options configures the listeners; zero values take the defaults.
 type Options struct {
+	Tickets       Tickets
+	Log           *slog.Logger
 	AckWait       time.Duration // redelivery after a failure
 	MaxDeliveries int           // then dead letter
 	MaxInflight   int
@@ -80,29 +77,15 @@ func New(tickets Tickets, log *slog.Logger, opts Options) *Listeners {
 	return &Listeners{tickets: tickets, gate: inorder.NewGate(opts.GapWait), log: log, opts: opts}
 }
 
-// Subscribe starts both listeners on sub.
-func (l *Listeners) Subscribe(sub Subscriber) error {
-	subs := []struct {
-		subject events.Subject
-		h       events.Handler
-	}{
-		{events.SubjectOrderCreated, events.Decode(l.OrderCreated)},
-		{events.SubjectOrderCancelled, events.Decode(l.OrderCancelled)},
-	}
-	for _, s := range subs {
-		err := sub.Subscribe(events.Subscription{
-			Subject:       s.subject,
-			QueueGroup:    QueueGroup,
-			AckWait:       l.opts.AckWait,
-			MaxDeliveries: l.opts.MaxDeliveries,
-			MaxInflight:   l.opts.MaxInflight,
-			Middleware:    []events.Middleware{events.Logging(l.log)},
-		}, s.h)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+// Start subscribes every listener of the tickets service on sub.
+func Start(sub events.Subscriber, o Options) error {
+	l := New(o.Tickets, o.Log, o)
+	return events.SubscribeGroup(sub, events.Group{
+		Name: QueueGroup, AckWait: o.AckWait, MaxInflight: o.MaxInflight, MaxDeliveries: o.MaxDeliveries, Log: l.log,
+	},
+		events.Route{Subject: events.SubjectOrderCreated, Handler: events.Decode(l.OrderCreated)},
+		events.Route{Subject: events.SubjectOrderCancelled, Handler: events.Decode(l.OrderCancelled)},
+	)
 }
 
 // OrderCreated reserves the order's ticket for it.

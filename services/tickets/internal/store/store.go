@@ -63,26 +63,11 @@ const Collection = "tickets"
 // storm of more than maxAttempts of them gets 409s.
 const maxAttempts = 64
 
-// Notifier is told the id and the pending outbox entries (as stored right
-// after the write) of every document written with a pending event (an
-// *outbox.Relay), so the event goes out at once, without the relay reading
-// the document, instead of at the next poll.
-type Notifier interface {
-	NotifyPending(docID any, pending ...outbox.Entry)
-}
-
-// Trimmer tells which published entries a write may remove itself (an
-// *outbox.Relay; see outbox.Relay.Published).
-type Trimmer interface {
-	Published(docID any, pending []outbox.Entry) (outbox.Trim, bool)
-	Dropped(docID any, ids []primitive.ObjectID)
-}
-
 // Store is the ticket repository.
 type Store struct {
 	coll   *mongo.Collection
-	notify Notifier
-	trim   Trimmer                                 // the notifier, when it is one
+	notify outbox.Notifier
+	trim   outbox.Trimmer                          // the notifier, when it is one
 	recent *mongox.Recent[primitive.ObjectID, doc] // the state last written (see the package doc)
 	reads  atomic.Int64                            // ticket reads by id, for tests of recent
 }
@@ -100,9 +85,9 @@ func (s *Store) remember(d doc) {
 
 // New returns a Store on db's tickets collection. n may be nil (the relay's
 // poll then finds the events).
-func New(db *mongo.Database, n Notifier) *Store {
+func New(db *mongo.Database, n outbox.Notifier) *Store {
 	s := &Store{coll: db.Collection(Collection), notify: n, recent: mongox.NewRecent[primitive.ObjectID, doc](recentSize)}
-	s.trim, _ = n.(Trimmer)
+	s.trim, _ = n.(outbox.Trimmer)
 	return s
 }
 
@@ -228,7 +213,7 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 	for lost := 0; lost < maxAttempts; {
 		var d *doc
 		remembered := false
-		var dropped []primitive.ObjectID // published entries the write removes (Trimmer)
+		var dropped []primitive.ObjectID // published entries the write removes (outbox.Trimmer)
 		var writeFilter bson.M
 		if useRecent {
 			if r, _, ok := s.recent.Get(oid); ok {

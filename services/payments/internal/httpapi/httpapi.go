@@ -1,5 +1,5 @@
-// Package api is the HTTP port of the payments service: POST /api/payments.
-package api
+// Package httpapi is the HTTP port of the payments service: POST /api/payments.
+package httpapi
 
 import (
 	"context"
@@ -20,18 +20,27 @@ type Payer interface {
 	Pay(ctx context.Context, userID, orderID, token string) (domain.Payment, error)
 }
 
-// Mount adds the payments routes to r.
-func Mount(r chi.Router, payer Payer, jwtKey []byte, log *slog.Logger) {
-	h := &handler{payer: payer, log: log}
-	r.Route("/api/payments", func(r chi.Router) {
-		r.Use(auth.CurrentUser(jwtKey), auth.RequireAuth)
-		r.Post("/", h.create)
-	})
+// API serves /api/payments.
+type API struct {
+	payer Payer
+	key   []byte
+	log   *slog.Logger
 }
 
-type handler struct {
-	payer Payer
-	log   *slog.Logger
+// New returns the API over payer; key verifies the session JWT.
+func New(payer Payer, key []byte, log *slog.Logger) *API {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &API{payer: payer, key: key, log: log}
+}
+
+// Mount adds the routes to r (the base router, httpx.NewRouter).
+func (h *API) Mount(r chi.Router) {
+	r.Route("/api/payments", func(r chi.Router) {
+		r.Use(auth.CurrentUser(h.key), auth.RequireAuth)
+		r.Post("/", h.create)
+	})
 }
 
 type createRequest struct {
@@ -45,7 +54,7 @@ type createResponse struct {
 
 const maxBody = 4 << 10
 
-func (h *handler) create(w http.ResponseWriter, r *http.Request) {
+func (h *API) create(w http.ResponseWriter, r *http.Request) {
 	user, _ := auth.UserFrom(r.Context())
 	var req createRequest
 	if err := httpx.Decode(r, &req, maxBody); err != nil {

@@ -1,23 +1,24 @@
-package service_test
+package app_test
 
 import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
 
-	"github.com/ticketing-go/ticketing/services/tickets/internal/service"
+	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/app"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/httpapi"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/store"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // TestDatabaseDown: while MongoDB cannot be reached, every route answers
 // 503 with Retry-After (a clear "retry later"), never 500.
 func TestDatabaseDown(t *testing.T) {
-	conn := MustConnect(t, sharedNATS(t), "tickets-down")
-	svc, err := service.New(service.Deps{DB: testenv.UnreachableMongoDatabase(t, "tickets"), Events: conn, Key: testKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := &app{svc: svc, srv: httptest.NewServer(svc.Handler)}
+	// The API as Wire mounts it, on a database that cannot be reached (Wire
+	// itself would fail creating the indexes).
+	api := httpapi.New(store.New(testenv.UnreachableMongoDatabase(t, "tickets"), nil), testKey, nil)
+	a := &instance{srv: httptest.NewServer(lifecycle.Handler(app.Service, nil, lifecycle.Parts{Mount: api.Mount}))}
 	t.Cleanup(a.srv.Close)
 
 	id := "0123456789abcdef01234567"

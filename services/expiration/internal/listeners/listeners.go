@@ -1,6 +1,6 @@
-// Package listener is the events port of the expiration service:
+// Package listeners is the events port of the expiration service:
 // order:created schedules an expiration, order:cancelled drops it.
-package listener
+package listeners
 
 import (
 	"context"
@@ -20,11 +20,6 @@ type Store interface {
 	Drop(ctx context.Context, id string) error
 }
 
-// Subscriber is the events connection.
-type Subscriber interface {
-	Subscribe(s events.Subscription, h events.Handler) error
-}
-
 // Listener schedules and drops expirations.
 type Listener struct {
 	store Store
@@ -35,17 +30,28 @@ type Listener struct {
 // New returns a Listener that calls wake with the due time after
 // scheduling (may be nil).
 func New(store Store, wake func(at time.Time), log *slog.Logger) *Listener {
+	if log == nil {
+		log = slog.Default()
+	}
 	return &Listener{store: store, wake: wake, log: log}
 }
 
-// Subscribe subscribes to order:created and order:cancelled.
-func (l *Listener) Subscribe(sub Subscriber, ackWait time.Duration, mws ...events.Middleware) error {
-	if err := sub.Subscribe(events.Subscription{Subject: events.SubjectOrderCreated, QueueGroup: QueueGroup,
-		AckWait: ackWait, Middleware: mws}, events.Decode(l.OrderCreated)); err != nil {
-		return err
-	}
-	return sub.Subscribe(events.Subscription{Subject: events.SubjectOrderCancelled, QueueGroup: QueueGroup,
-		AckWait: ackWait, Middleware: mws}, events.Decode(l.OrderCancelled))
+// Options configures the listeners.
+type Options struct {
+	Store Store
+	// Wake is called with the due time of a new expiration (may be nil).
+	Wake    func(at time.Time)
+	Log     *slog.Logger
+	AckWait time.Duration // redelivery after a failure (default events.DefaultAckWait)
+}
+
+// Start subscribes every listener of the expiration service on sub.
+func Start(sub events.Subscriber, o Options) error {
+	l := New(o.Store, o.Wake, o.Log)
+	return events.SubscribeGroup(sub, events.Group{Name: QueueGroup, AckWait: o.AckWait, Log: l.log},
+		events.Route{Subject: events.SubjectOrderCreated, Handler: events.Decode(l.OrderCreated)},
+		events.Route{Subject: events.SubjectOrderCancelled, Handler: events.Decode(l.OrderCancelled)},
+	)
 }
 
 // OrderCreated schedules the order's expiration (once per order).

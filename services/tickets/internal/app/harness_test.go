@@ -1,4 +1,4 @@
-package service_test
+package app_test
 
 import (
 	"bytes"
@@ -20,9 +20,10 @@ import (
 	"github.com/ticketing-go/ticketing/api/apispec"
 	"github.com/ticketing-go/ticketing/common/auth"
 	"github.com/ticketing-go/ticketing/common/events"
-	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/app"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/listeners"
-	"github.com/ticketing-go/ticketing/services/tickets/internal/service"
+	"github.com/ticketing-go/ticketing/services/tickets/internal/store"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
@@ -54,12 +55,13 @@ func MustConnect(tb testing.TB, n natsTarget, name string) *events.Conn {
 	return conn
 }
 
-// app is one tickets service process run in-process.
-type app struct {
-	svc  *service.Service
-	srv  *httptest.Server
-	conn *events.Conn
-	stop func() // stops the relay and closes the NATS connection (a process exit)
+// instance is one tickets service process run in-process.
+type instance struct {
+	parts lifecycle.Parts
+	store *store.Store // a second view of the service's database
+	srv   *httptest.Server
+	conn  *events.Conn
+	stop  func() // stops the relay and closes the NATS connection (a process exit)
 	// failures counts failed event handlings (as logged by the listeners).
 	failures *atomic.Int64
 }
@@ -70,34 +72,34 @@ type appOptions struct {
 }
 
 // MustStartApp runs the service on db and NATS n until Cleanup (or a.stop).
-func MustStartApp(tb testing.TB, db *mongo.Database, n natsTarget, o appOptions) *app {
+func MustStartApp(tb testing.TB, db *mongo.Database, n natsTarget, o appOptions) *instance {
 	tb.Helper()
 	failures := new(atomic.Int64)
 	w := &testWriter{tb: tb}
 	tb.Cleanup(func() { w.done.Store(true) }) // runs last: after the app stopped
 	log := slog.New(countHandler{slog.NewTextHandler(w, nil), failures})
 	conn := MustConnect(tb, n, "tickets-test")
-	svc, err := service.New(service.Deps{
-		DB: db, Events: conn, Key: testKey, Listen: o.listen, Log: log,
-		Relay: outbox.Options{},
-	})
+	parts, err := app.Wire(context.Background(), app.Config{
+		JWTKey: string(testKey), AckWait: o.listen.AckWait, GapWait: o.listen.GapWait,
+		CancelWait: o.listen.CancelWait, MaxDeliveries: o.listen.MaxDeliveries,
+	}, lifecycle.Deps{DB: db, Events: conn, Log: log})
 	if err != nil {
-		tb.Fatalf("service.New: %v", err)
+		tb.Fatalf("app.Wire: %v", err)
 	}
-	if err := svc.Store.EnsureIndexes(context.Background()); err != nil {
-		tb.Fatal(err)
+	if err := parts.Subscribe(conn); err != nil {
+		tb.Fatalf("subscribe: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	if o.noRelay {
 		done <- nil
 	} else {
-		go func() { done <- svc.Run(ctx) }()
+		go func() { done <- parts.Relays[0].Run(ctx) }()
 	}
 	// Every response is checked against the public API document.
-	srv := httptest.NewServer(apispec.Middleware(tb, svc.Handler))
+	srv := httptest.NewServer(apispec.Middleware(tb, lifecycle.Handler(app.Service, log, parts)))
 	var once sync.Once
-	a := &app{svc: svc, srv: srv, conn: conn, failures: failures}
+	a := &instance{parts: parts, store: store.New(db, nil), srv: srv, conn: conn, failures: failures}
 	a.stop = func() {
 		once.Do(func() {
 			srv.Close()
@@ -152,7 +154,7 @@ func (w *testWriter) Write(p []byte) (int, error) {
 type env struct {
 	db   *mongo.Database
 	nats natsTarget
-	app  *app
+	app  *instance
 	obs  *observer
 	pub  *events.Conn // publishes order events as the orders service would
 }
@@ -170,15 +172,6 @@ func MustStart(tb testing.TB, o appOptions) *env {
 
 // --- HTTP ---
 
-func token(tb testing.TB, userID string) string {
-	tb.Helper()
-	tok, err := auth.Sign(testKey, auth.User{ID: userID, Email: userID + "@test.io"}, time.Hour, time.Now())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return tok
-}
-
 type response struct {
 	Status int
 	Header http.Header
@@ -195,7 +188,7 @@ type req struct {
 	Header       map[string]string
 }
 
-func (a *app) do(tb testing.TB, r req) response {
+func (a *instance) do(tb testing.TB, r req) response {
 	tb.Helper()
 	var body io.Reader
 	if r.Body != nil {
@@ -222,7 +215,7 @@ func (a *app) do(tb testing.TB, r req) response {
 		hr.Header.Set("Content-Type", r.ContentType)
 	}
 	if r.User != "" {
-		hr.AddCookie(&http.Cookie{Name: auth.CookieName, Value: token(tb, r.User)})
+		hr.AddCookie(&http.Cookie{Name: auth.CookieName, Value: testenv.Token(tb, testKey, r.User)})
 	}
 	for k, v := range r.Header {
 		hr.Header.Set(k, v)
@@ -267,7 +260,7 @@ func decodeJSON[T any](tb testing.TB, r response) T {
 }
 
 // MustCreate creates a ticket as user and returns it.
-func (a *app) MustCreate(tb testing.TB, user, title string, price float64) ticketJSON {
+func (a *instance) MustCreate(tb testing.TB, user, title string, price float64) ticketJSON {
 	tb.Helper()
 	r := a.do(tb, req{Method: "POST", Path: "/api/tickets", User: user, Body: map[string]any{"title": title, "price": price}})
 	if r.Status != http.StatusCreated {
@@ -276,25 +269,13 @@ func (a *app) MustCreate(tb testing.TB, user, title string, price float64) ticke
 	return decodeJSON[ticketJSON](tb, r)
 }
 
-func (a *app) MustGet(tb testing.TB, id string) ticketJSON {
+func (a *instance) MustGet(tb testing.TB, id string) ticketJSON {
 	tb.Helper()
 	r := a.do(tb, req{Method: "GET", Path: "/api/tickets/" + id})
 	if r.Status != http.StatusOK {
 		tb.Fatalf("get %s: %d %s", id, r.Status, r.Body)
 	}
 	return decodeJSON[ticketJSON](tb, r)
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // --- events ---
@@ -370,7 +351,7 @@ func (o *observer) versions(id string) []int64 {
 // checks that they came exactly in version order, none missing.
 func (o *observer) waitVersions(tb testing.TB, id string, last int64) []seen {
 	tb.Helper()
-	eventually(tb, "events of ticket "+id, func() bool {
+	testenv.Eventually(tb, eventualWait, "events of ticket "+id, func() bool {
 		distinct := map[int64]bool{}
 		for _, m := range o.of(id) {
 			distinct[m.Ticket.Version] = true
@@ -385,3 +366,7 @@ func (o *observer) waitVersions(tb testing.TB, id string, last int64) []seen {
 	}
 	return o.of(id)
 }
+
+// eventualWait bounds every wait for something asynchronous (an event, a
+// replica) in these tests.
+const eventualWait = 30 * time.Second

@@ -1,7 +1,7 @@
-// Package listener is the events port of the payments service: it keeps the
+// Package listeners is the events port of the payments service: it keeps the
 // order replica from order:created and order:cancelled, in version order,
 // and has a paid order that is cancelled refunded.
-package listener
+package listeners
 
 import (
 	"context"
@@ -22,11 +22,6 @@ const QueueGroup = "payments-service"
 type Replica interface {
 	Insert(ctx context.Context, o domain.Order) error
 	Update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error)
-}
-
-// Subscriber is the events connection.
-type Subscriber interface {
-	Subscribe(s events.Subscription, h events.Handler) error
 }
 
 // Refunder returns the money of a cancelled order's payment
@@ -62,14 +57,24 @@ func New(replica Replica, refunder Refunder, maxWait time.Duration, log *slog.Lo
 	return &Listener{replica: replica, refunder: refunder, log: log, gate: inorder.NewGate(maxWait)}
 }
 
-// Subscribe subscribes to both subjects.
-func (l *Listener) Subscribe(sub Subscriber, ackWait time.Duration, mws ...events.Middleware) error {
-	if err := sub.Subscribe(events.Subscription{Subject: events.SubjectOrderCreated, QueueGroup: QueueGroup,
-		AckWait: ackWait, Middleware: mws}, events.Decode(l.OrderCreated)); err != nil {
-		return err
-	}
-	return sub.Subscribe(events.Subscription{Subject: events.SubjectOrderCancelled, QueueGroup: QueueGroup,
-		AckWait: ackWait, Middleware: mws}, events.Decode(l.OrderCancelled))
+// Options configures the listeners.
+type Options struct {
+	Replica  Replica
+	Refunder Refunder // may be nil
+	Log      *slog.Logger
+	AckWait  time.Duration // redelivery after a failure (default events.DefaultAckWait)
+	// GapWait: how long an event ahead of its predecessor waits for it in
+	// this process before falling back to redelivery.
+	GapWait time.Duration
+}
+
+// Start subscribes every listener of the payments service on sub.
+func Start(sub events.Subscriber, o Options) error {
+	l := New(o.Replica, o.Refunder, o.GapWait, o.Log)
+	return events.SubscribeGroup(sub, events.Group{Name: QueueGroup, AckWait: o.AckWait, Log: l.log},
+		events.Route{Subject: events.SubjectOrderCreated, Handler: events.Decode(l.OrderCreated)},
+		events.Route{Subject: events.SubjectOrderCancelled, Handler: events.Decode(l.OrderCancelled)},
+	)
 }
 
 // OrderCreated stores the order (version 0); a duplicate is acknowledged.

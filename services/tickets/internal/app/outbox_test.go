@@ -1,16 +1,15 @@
-package service_test
+package app_test
 
 import (
 	"context"
 	"fmt"
 	"testing"
 
-	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // edits creates a ticket and edits it n times over HTTP; it returns the id.
-func edits(t *testing.T, a *app, n int) string {
+func edits(t *testing.T, a *instance, n int) string {
 	t.Helper()
 	tk := a.MustCreate(t, "owner", "v0", 1)
 	for i := 1; i <= n; i++ {
@@ -39,9 +38,9 @@ func checkEvents(t *testing.T, o *observer, id string, n int) {
 	}
 }
 
-func backlog(t *testing.T, a *app) int64 {
+func backlog(t *testing.T, a *instance) int64 {
 	t.Helper()
-	n, err := outbox.Backlog(context.Background(), a.svc.Store.Coll())
+	n, err := a.parts.Relays[0].Backlog(context.Background())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +74,7 @@ func TestOutboxNATSOutage(t *testing.T) {
 	for _, id := range ids {
 		checkEvents(t, obs, id, perTicket)
 	}
-	eventually(t, "an empty outbox", func() bool { return backlog(t, a) == 0 })
+	testenv.Eventually(t, eventualWait, "an empty outbox", func() bool { return backlog(t, a) == 0 })
 }
 
 // TestOutboxCrash: the process dies between the write and the publish (the
@@ -96,7 +95,7 @@ func TestOutboxCrash(t *testing.T) {
 	ids = append(ids, edits(t, first, 1))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := first.svc.Run(ctx); err != nil {
+	if err := first.parts.Relays[0].Run(ctx); err != nil {
 		t.Fatalf("Run on a cancelled context: %v", err)
 	}
 	first.stop() // the crash
@@ -116,9 +115,9 @@ func TestOutboxCrash(t *testing.T) {
 		}
 		checkEvents(t, obs, id, want)
 	}
-	eventually(t, "an empty outbox", func() bool { return backlog(t, second) == 0 })
+	testenv.Eventually(t, eventualWait, "an empty outbox", func() bool { return backlog(t, second) == 0 })
 	// The documents keep nothing but the tickets' state.
-	tk, err := second.svc.Store.Get(context.Background(), ids[0])
+	tk, err := second.store.Get(context.Background(), ids[0])
 	if err != nil || tk.Title != fmt.Sprintf("v%d", perTicket) || tk.Version != perTicket {
 		t.Fatalf("ticket after restart = %+v, %v", tk, err)
 	}

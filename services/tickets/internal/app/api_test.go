@@ -1,4 +1,4 @@
-package service_test
+package app_test
 
 import (
 	"fmt"
@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 var hex24 = regexp.MustCompile(`^[0-9a-f]{24}$`)
@@ -156,7 +157,7 @@ func TestList(t *testing.T) {
 	}
 	// Reserve t1: it leaves the list.
 	publishOrderCreated(t, e.pub, newID(), created[1].ID)
-	eventually(t, "t1 reserved", func() bool { return e.app.MustGet(t, created[1].ID).OrderID != "" })
+	testenv.Eventually(t, eventualWait, "t1 reserved", func() bool { return e.app.MustGet(t, created[1].ID).OrderID != "" })
 
 	ids := func(r response) []string {
 		var out []string
@@ -198,7 +199,7 @@ func TestUpdate(t *testing.T) {
 	reserved := e.app.MustCreate(t, "owner", "reserved", 10)
 	order := newID()
 	publishOrderCreated(t, e.pub, order, reserved.ID)
-	eventually(t, "reserved", func() bool { return e.app.MustGet(t, reserved.ID).OrderID == order })
+	testenv.Eventually(t, eventualWait, "reserved", func() bool { return e.app.MustGet(t, reserved.ID).OrderID == order })
 
 	tests := []struct {
 		name   string

@@ -1,4 +1,4 @@
-package service_test
+package app_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/listeners"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 func publish(t testing.TB, conn *events.Conn, e events.Event) {
@@ -108,7 +109,7 @@ func TestOrderEvents(t *testing.T) {
 				}
 				evs := e.obs.waitVersions(t, tk.ID, st.version)
 				wantOrder := orderID(st.wantOrder)
-				eventually(t, fmt.Sprintf("step %d applied", i), func() bool {
+				testenv.Eventually(t, eventualWait, fmt.Sprintf("step %d applied", i), func() bool {
 					got := e.app.MustGet(t, tk.ID)
 					return got.Version == st.version && got.OrderID == wantOrder
 				})
@@ -124,7 +125,7 @@ func TestOrderEvents(t *testing.T) {
 	// finish), no late duplicate may have changed anything.
 	e.app.stop()
 	for id, v := range final {
-		got, err := e.app.svc.Store.Get(context.Background(), id)
+		got, err := e.app.store.Get(context.Background(), id)
 		if err != nil || got.Version != v {
 			t.Fatalf("after stop: ticket %s = %+v, %v; want version %d", id, got, err, v)
 		}
@@ -142,7 +143,7 @@ func TestOrderEventRedelivery(t *testing.T) {
 	e.obs.waitVersions(t, tk.ID, 1)
 	publishOrderCreated(t, e.pub, b, tk.ID)
 	// Let B fail at least once (its gate wait is short), then free the ticket.
-	eventually(t, "B's first failed attempt", func() bool { return e.app.failures.Load() > 0 })
+	testenv.Eventually(t, eventualWait, "B's first failed attempt", func() bool { return e.app.failures.Load() > 0 })
 	publishOrderCancelled(t, e.pub, a, tk.ID)
 	e.obs.waitVersions(t, tk.ID, 3)
 	if got := e.app.MustGet(t, tk.ID); got.OrderID != b || got.Version != 3 {
