@@ -135,17 +135,6 @@ func seq(from, to int64) []int64 {
 	return out
 }
 
-func eventually(tb testing.TB, within time.Duration, what string, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // finds counts the find commands on one collection that succeeded.
 type finds struct {
 	mu      sync.Mutex
@@ -293,13 +282,13 @@ func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
 	}
 	wg.Wait()
 	for _, id := range ids {
-		eventually(t, 20*time.Second, "every version of "+id.Hex(), func() bool { return len(col.versions(id.Hex())) >= updates+1 })
+		testenv.Eventually(t, 20*time.Second, "every version of "+id.Hex(), func() bool { return len(col.versions(id.Hex())) >= updates+1 })
 		// One relay: in order, and (its cleanup never failing here) once each.
 		if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, updates)) {
 			t.Fatalf("ticket %s: published %v, want 0..%d in order", id.Hex(), got, updates)
 		}
 	}
-	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
 	// Removals queued for one document are merged (several entries in one
 	// statement): the count must fall by as many.
 	for _, id := range ids {
@@ -335,9 +324,9 @@ func TestNotifiedWritesPropagateWithoutWaitingForThePoll(t *testing.T) {
 		written[v] = time.Now()
 		relay.Notify(id)
 		// one at a time, so that latency, not queueing behind a burst, is measured
-		eventually(t, 10*time.Second, "the event", func() bool { return len(col.versions(id.Hex())) > int(v) })
+		testenv.Eventually(t, 10*time.Second, "the event", func() bool { return len(col.versions(id.Hex())) > int(v) })
 	}
-	eventually(t, 20*time.Second, "every version", func() bool { return len(col.versions(id.Hex())) >= updates+1 })
+	testenv.Eventually(t, 20*time.Second, "every version", func() bool { return len(col.versions(id.Hex())) >= updates+1 })
 	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
 		t.Fatalf("published %v", got)
 	}
@@ -359,7 +348,7 @@ func TestWritesSucceedWhileNATSIsDownAndArriveInOrderAfter(t *testing.T) {
 	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: 200 * time.Millisecond, MaxBackoff: time.Second})
 
 	srv.Stop(t)
-	eventually(t, 30*time.Second, "the relay's connection to notice", func() bool { return conn.Ready(context.Background()) != nil })
+	testenv.Eventually(t, 30*time.Second, "the relay's connection to notice", func() bool { return conn.Ready(context.Background()) != nil })
 	id := insert(t, coll)
 	relay.Notify(id)
 	const updates = 10
@@ -372,13 +361,13 @@ func TestWritesSucceedWhileNATSIsDownAndArriveInOrderAfter(t *testing.T) {
 	}
 	srv.Start(t)
 	col := collect(t, MustConnect(t, srv.NATS))
-	eventually(t, 60*time.Second, "every event after NATS came back", func() bool {
+	testenv.Eventually(t, 60*time.Second, "every event after NATS came back", func() bool {
 		return len(firstOccurrences(col.versions(id.Hex()))) == updates+1
 	})
 	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
 		t.Fatalf("published %v, want 0..%d in order", got, updates)
 	}
-	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
 }
 
 // hangingPublisher publishes the first n entries, then hangs like a process
@@ -411,7 +400,7 @@ func TestRestartedRelayResumesWithoutLosingEntries(t *testing.T) {
 	hang.left.Store(7)
 	first, stopFirst := MustRunRelay(t, coll, hang, outbox.Options{PollInterval: time.Hour})
 	first.Notify(id)
-	eventually(t, 20*time.Second, "the first relay to publish 7 entries", func() bool { return len(col.versions(id.Hex())) >= 7 })
+	testenv.Eventually(t, 20*time.Second, "the first relay to publish 7 entries", func() bool { return len(col.versions(id.Hex())) >= 7 })
 	stopFirst() // "killed" while hanging on the 8th
 	// At least the 14 entries it never published are left (the 7 it did
 	// publish may be left too: a killed relay publishes them again).
@@ -420,13 +409,13 @@ func TestRestartedRelayResumesWithoutLosingEntries(t *testing.T) {
 	}
 
 	MustRunRelay(t, coll, conn, outbox.Options{}) // a new process: starts with a poll
-	eventually(t, 20*time.Second, "every event", func() bool {
+	testenv.Eventually(t, 20*time.Second, "every event", func() bool {
 		return len(firstOccurrences(col.versions(id.Hex()))) == updates+1
 	})
 	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
 		t.Fatalf("published %v, want 0..%d in order", got, updates)
 	}
-	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
 }
 
 func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
@@ -443,7 +432,7 @@ func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 		a.Notify(id)
 		b.Notify(id)
 	}
-	eventually(t, 20*time.Second, "every event", func() bool {
+	testenv.Eventually(t, 20*time.Second, "every event", func() bool {
 		return len(firstOccurrences(col.versions(id.Hex()))) == updates+1
 	})
 	got := col.versions(id.Hex())
@@ -451,7 +440,7 @@ func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 		t.Fatalf("first occurrences %v, want 0..%d in order", firstOccurrences(got), updates)
 	}
 	t.Logf("%d deliveries for %d entries", len(got), updates+1)
-	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
 	// Both relays removed what they published; each entry came off the
 	// pending count once (a count below 0 would be polled for ever, one
 	// above 0 would hide nothing but cost a read per poll).
@@ -485,9 +474,9 @@ func TestDocumentsWithAWrongCountArePublishedAndTheCountRepaired(t *testing.T) {
 		t.Fatal(err)
 	}
 	MustRunRelay(t, coll, MustConnect(t, n), outbox.Options{PollInterval: 50 * time.Millisecond})
-	eventually(t, 10*time.Second, "the legacy entry published", func() bool { return len(col.versions(legacy.Hex())) > 0 })
-	eventually(t, 10*time.Second, "the entry under a count too low published", func() bool { return len(col.versions(low.Hex())) > 0 })
-	eventually(t, 10*time.Second, "every count at 0", func() bool {
+	testenv.Eventually(t, 10*time.Second, "the legacy entry published", func() bool { return len(col.versions(legacy.Hex())) > 0 })
+	testenv.Eventually(t, 10*time.Second, "the entry under a count too low published", func() bool { return len(col.versions(low.Hex())) > 0 })
+	testenv.Eventually(t, 10*time.Second, "every count at 0", func() bool {
 		return pendingCount(t, coll, legacy) == 0 && pendingCount(t, coll, off) == 0 && pendingCount(t, coll, low) == 0
 	})
 	if b := backlog(t, coll); b != 0 {
@@ -546,11 +535,11 @@ func TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots(t *testing.T) {
 	for i := len(snaps) - 1; i >= 0; i-- {
 		relay.NotifyPending(id, snaps[i]...)
 	}
-	eventually(t, 20*time.Second, "every version", func() bool { return len(firstOccurrences(col.versions(id.Hex()))) >= updates+1 })
+	testenv.Eventually(t, 20*time.Second, "every version", func() bool { return len(firstOccurrences(col.versions(id.Hex()))) >= updates+1 })
 	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
 		t.Fatalf("published %v, want first copies 0..%d in order", got, updates)
 	}
-	eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
 }
 
 // TestNotifyPendingPublishesWithoutReading: the handed entries are
@@ -563,7 +552,7 @@ func TestNotifyPendingPublishesWithoutReading(t *testing.T) {
 	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
 	id := primitive.NewObjectID() // never stored
 	relay.NotifyPending(id, entry(t, id, 0), entry(t, id, 1))
-	eventually(t, 10*time.Second, "both entries", func() bool { return len(col.versions(id.Hex())) >= 2 })
+	testenv.Eventually(t, 10*time.Second, "both entries", func() bool { return len(col.versions(id.Hex())) >= 2 })
 	if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, 1)) {
 		t.Fatalf("published %v, want [0 1]", got)
 	}

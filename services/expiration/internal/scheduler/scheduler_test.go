@@ -10,6 +10,7 @@ import (
 
 	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // memStore is an in-memory Store: this unit test is about when the
@@ -69,17 +70,6 @@ func (m *memStore) pending(id string) bool {
 	return ok
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // An expiration due after the one the scheduler sleeps towards does not
 // make it look at the store; an earlier one does, and fires on time.
 func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
@@ -89,8 +79,8 @@ func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
-	waitFor(t, "the first look", func() bool { return st.lookCount() == 1 })
-	waitFor(t, "a target", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.target.IsZero() })
+	testenv.Eventually(t, 5*time.Second, "the first look", func() bool { return st.lookCount() == 1 })
+	testenv.Eventually(t, 5*time.Second, "a target", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.target.IsZero() })
 
 	woken := wakeups.Value()
 	for i := 0; i < 10; i++ {
@@ -110,7 +100,7 @@ func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
 	soon := time.Now().Add(30 * time.Millisecond)
 	st.add("soon", soon)
 	s.WakeFor(soon)
-	waitFor(t, "the earlier expiration fired", func() bool { return !st.pending("soon") })
+	testenv.Eventually(t, 5*time.Second, "the earlier expiration fired", func() bool { return !st.pending("soon") })
 	if n := st.lookCount(); n < 2 {
 		t.Fatalf("%d looks, want a look for the earlier expiration", n)
 	}

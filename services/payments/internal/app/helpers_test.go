@@ -418,7 +418,7 @@ func (h *harness) cancellationsHandled(tb testing.TB) float64 {
 // than base have been handled and acknowledged.
 func (h *harness) waitCancellationsHandled(tb testing.TB, base float64, n int) {
 	tb.Helper()
-	waitFor(tb, 15*time.Second, fmt.Sprintf("%d cancellations handled", n), func() bool {
+	testenv.Eventually(tb, 15*time.Second, fmt.Sprintf("%d cancellations handled", n), func() bool {
 		return h.cancellationsHandled(tb) >= base+float64(n)
 	})
 }
@@ -428,10 +428,7 @@ func (h *harness) waitCancellationsHandled(tb testing.TB, base float64, n int) {
 func (h *harness) waitSweeps(tb testing.TB, n int) {
 	tb.Helper()
 	base := h.metric(tb, "payments_refund_sweeps_total")
-	waitFor(tb, 15*time.Second, fmt.Sprintf("%d refund sweeps", n), func() bool {
+	testenv.Eventually(tb, 15*time.Second, fmt.Sprintf("%d refund sweeps", n), func() bool {
 		return h.metric(tb, "payments_refund_sweeps_total") >= base+float64(n+1)
 	})
 }
-
-// waitFor is testenv.Eventually under the name refund_test.go uses.
-var waitFor = testenv.Eventually

@@ -10,6 +10,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 
 	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/testenv"
 )
 
 // TestRefundOfCancelledOrder: a charge that completes after its order was
@@ -43,7 +44,7 @@ func TestRefundOfCancelledOrder(t *testing.T) {
 				t.Cleanup(release)
 				done := make(chan response, 1)
 				go func() { done <- h.pay(t, "u1", "application/json", payBody(orderID, "pm_card_visa")) }()
-				waitFor(t, 10*time.Second, "the charge at Stripe", func() bool { return len(h.stripe.Calls()) == 1 })
+				testenv.Eventually(t, 10*time.Second, "the charge at Stripe", func() bool { return len(h.stripe.Calls()) == 1 })
 				h.cancel(t, orderID, 1)
 				h.waitOrder(t, orderID, func(d bson.M) bool { return d["status"] == string(events.OrderCancelled) })
 				release()
@@ -61,14 +62,14 @@ func TestRefundOfCancelledOrder(t *testing.T) {
 			}
 
 			if tc.refundsDown {
-				waitFor(t, 10*time.Second, "a failed refund attempt", func() bool { return len(h.stripe.Refunds()) > 0 })
+				testenv.Eventually(t, 10*time.Second, "a failed refund attempt", func() bool { return len(h.stripe.Refunds()) > 0 })
 				if p := h.paymentsOf(t, orderID); len(p) != 1 || p[0]["refundDue"] != true || p[0]["refundId"] != nil {
 					t.Fatalf("after a failed refund the payment is %v, want marked due", p)
 				}
 				h.stripe.FailRefunds(false)
 			}
 			var p bson.M
-			waitFor(t, 15*time.Second, "refund recorded", func() bool {
+			testenv.Eventually(t, 15*time.Second, "refund recorded", func() bool {
 				ps := h.paymentsOf(t, orderID)
 				if len(ps) != 1 {
 					return false
