@@ -14,6 +14,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/x/mongo/driver"
 	"go.mongodb.org/mongo-driver/x/mongo/driver/connstring"
 	"go.mongodb.org/mongo-driver/x/mongo/driver/topology"
 
@@ -102,7 +103,8 @@ func ObjectID(hex string) (primitive.ObjectID, bool) {
 func IsDuplicateKey(err error) bool { return mongo.IsDuplicateKeyError(err) }
 
 // Classify turns failures to reach the database (network errors, server
-// selection timeouts, timeouts talking to it) into apperr.Unavailable, so
+// selection timeouts, timeouts talking to it, a connection pool cleared
+// because the server was found gone) into apperr.Unavailable, so
 // that HTTP answers 503 and event handlers retry; other errors are
 // returned unchanged. Already-classified apperr errors pass through.
 func Classify(err error) error {
@@ -115,8 +117,10 @@ func Classify(err error) error {
 	}
 	var sse topology.ServerSelectionError
 	var netErr net.Error
+	var poolErr driver.RetryablePoolError // the pool was cleared: the server was found gone
 	switch {
 	case mongo.IsNetworkError(err),
+		errors.As(err, &poolErr),
 		mongo.IsTimeout(err),
 		errors.As(err, &sse),
 		errors.Is(err, topology.ErrServerSelectionTimeout),

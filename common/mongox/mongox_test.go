@@ -51,6 +51,10 @@ func TestClassify(t *testing.T) {
 		fmt.Errorf("find: %w", context.DeadlineExceeded),
 		&net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connection refused")},
 		mongo.ErrClientDisconnected,
+		// What a write gets when the driver's monitor found the server gone
+		// and cleared the pool while the write waited for a connection (the
+		// driver's error type is unexported; this one has its method set).
+		fmt.Errorf("replace: %w", poolCleared{}),
 	}
 	for _, err := range unavailable {
 		if got := mongox.Classify(err); !apperr.Is(got, apperr.Unavailable) || !errors.Is(got, err) {
@@ -73,6 +77,14 @@ func TestClassify(t *testing.T) {
 		t.Error("Classify(nil) != nil")
 	}
 }
+
+// poolCleared is shaped like the driver's poolClearedError.
+type poolCleared struct{}
+
+func (poolCleared) Error() string {
+	return "connection pool for 127.0.0.1:1 was cleared because another operation failed with: EOF"
+}
+func (poolCleared) Retryable() bool { return true }
 
 func TestConnectToNothingIsUnavailable(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
