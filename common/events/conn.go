@@ -357,7 +357,7 @@ func (c *Conn) Subscribe(s Subscription, h Handler) error {
 		return errors.New("events: Subscribe needs a handler")
 	}
 	h = Chain(h, s.Middleware...)
-	sub := &subscriber{conn: c, spec: s, handler: h, sem: make(chan struct{}, s.MaxInflight), attempts: map[uint64]int{}}
+	sub := &subscriber{conn: c, spec: s, handler: h, sem: make(chan struct{}, s.MaxInflight), attempts: map[uint64]*delivery{}}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.closed {

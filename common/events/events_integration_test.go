@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	stan "github.com/nats-io/stan.go"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/inorder"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
@@ -337,6 +339,67 @@ func TestTransientFailuresOutlastMaxDeliveries(t *testing.T) {
 			case <-time.After(100 * time.Millisecond):
 			}
 		})
+	}
+}
+
+// TestMissingPredecessorOutlastsMaxDeliveries: a message whose predecessor
+// is late (inorder.ErrGap) is redelivered past MaxDeliveries until it can
+// be applied: dead-lettered, it would be lost, and every later version of
+// its record would wait for it for good.
+func TestMissingPredecessorOutlastsMaxDeliveries(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	dl := deadLetters(t, c)
+	const gaps = 4 // twice MaxDeliveries
+	var calls atomic.Int32
+	handled := make(chan int, 1)
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", AckWait: time.Second, MaxDeliveries: 2},
+		func(_ context.Context, m *Msg) error {
+			if calls.Add(1) <= gaps {
+				return fmt.Errorf("ticket t1 version 2: %w", inorder.ErrGap)
+			}
+			handled <- m.Attempt
+			return nil
+		}); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, TicketUpdated{ID: "t1", Version: 2, Title: "x", Price: 1, UserID: "u"})
+	if attempt := receive(t, handled, 30*time.Second); attempt != gaps+1 {
+		t.Fatalf("handled on attempt %d, want %d", attempt, gaps+1)
+	}
+	// As in TestTransientFailuresOutlastMaxDeliveries: a dead letter
+	// would have been published before the redelivery just handled; 100
+	// ms more for its delivery.
+	select {
+	case d := <-dl:
+		t.Fatalf("a message waiting for its predecessor was dead-lettered: %+v", d)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// TestMissingPredecessorGivenUpAfterGapGiveUp: a predecessor that never
+// comes does not hold the message's in-flight slot for good.
+func TestMissingPredecessorGivenUpAfterGapGiveUp(t *testing.T) {
+	n := testenv.NATSStreaming(t)
+	c := MustConnect(t, n)
+	dl := deadLetters(t, c)
+	const giveUp = 2 * time.Second
+	var first atomic.Int64 // unix nanos of the first handling
+	if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", AckWait: time.Second, MaxDeliveries: 100, GapGiveUp: giveUp},
+		func(_ context.Context, m *Msg) error {
+			first.CompareAndSwap(0, time.Now().UnixNano())
+			return fmt.Errorf("ticket t1 version 2: %w", inorder.ErrGap)
+		}); err != nil {
+		t.Fatal(err)
+	}
+	mustPublish(t, c, TicketUpdated{ID: "t1", Version: 2, Title: "x", Price: 1, UserID: "u"})
+	d := receive(t, dl, 30*time.Second)
+	waited := time.Since(time.Unix(0, first.Load()))
+	if d.OriginalSubject != string(SubjectTicketUpdated) || d.Attempts < 2 || !strings.Contains(d.Reason, inorder.ErrGap.Error()) {
+		t.Fatalf("dead letter = %+v", d)
+	}
+	if waited < giveUp {
+		t.Fatalf("dead-lettered %v after the predecessor was first missing, want at least GapGiveUp %v", waited, giveUp)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	stan "github.com/nats-io/stan.go"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/inorder"
 )
 
 // Subscription describes a durable queue subscription.
@@ -31,8 +32,14 @@ type Subscription struct {
 	// MaxDeliveries: a message whose handler failed this many times goes to
 	// the dead-letter subject and is acknowledged (default 5). Transient
 	// failures (a dependency down, see Transient) do not count: they are
-	// redelivered until they succeed.
+	// redelivered until they succeed. Nor does a missing predecessor (see
+	// GapGiveUp).
 	MaxDeliveries int
+	// GapGiveUp: a message whose handler reports a missing predecessor
+	// (inorder.ErrGap) is redelivered, whatever MaxDeliveries says, until
+	// this member has seen the predecessor missing for this long; then it
+	// goes to the dead-letter subject (default DefaultGapGiveUp).
+	GapGiveUp time.Duration
 	// Middleware wraps the handler, outermost first.
 	Middleware []Middleware
 }
@@ -50,6 +57,14 @@ const (
 	DefaultAckWait       = 10 * time.Second
 	DefaultMaxInflight   = 32
 	DefaultMaxDeliveries = 5
+	// DefaultGapGiveUp is far beyond any delay of a predecessor that is
+	// still coming: one in flight to a connection that died comes back
+	// after an AckWait once the server has a live member to give it to.
+	// Counted in deliveries instead, a burst of late predecessors after a
+	// NATS outage on a busy machine dead-lettered their successors, and
+	// then every later version of those records, since each waited for
+	// one that was gone: the replicas never converged.
+	DefaultGapGiveUp = 5 * time.Minute
 )
 
 func (s Subscription) withDefaults() Subscription {
@@ -61,6 +76,9 @@ func (s Subscription) withDefaults() Subscription {
 	}
 	if s.MaxDeliveries <= 0 {
 		s.MaxDeliveries = DefaultMaxDeliveries
+	}
+	if s.GapGiveUp <= 0 {
+		s.GapGiveUp = DefaultGapGiveUp
 	}
 	return s
 }
@@ -77,8 +95,8 @@ type Msg struct {
 }
 
 // Handler handles one message: nil -> ack; an error -> no ack, the server
-// redelivers after AckWait (a Poison error or the last allowed attempt ->
-// dead letter and ack).
+// redelivers after AckWait (a Poison error, the last allowed attempt, or a
+// predecessor missing for GapGiveUp -> dead letter and ack).
 type Handler func(ctx context.Context, m *Msg) error
 
 // Middleware wraps a Handler.
@@ -113,12 +131,11 @@ func Poison(err error) error {
 // then wait forever for the version it carried. Redelivered, it is applied
 // once the database is back.
 //
-// A missing predecessor (inorder.ErrGap) is not transient on purpose:
-// messages waiting for one hold in-flight slots of their subscription,
-// and giving up on them after MaxDeliveries is what frees the slots if
-// the predecessor is never coming (dead-lettered as poison, say). A
-// predecessor that only went astray (in flight to a connection that died)
-// is redelivered after one AckWait, well within that.
+// A missing predecessor (inorder.ErrGap) is neither transient nor counted
+// towards MaxDeliveries: see Subscription.GapGiveUp. It is given up on at
+// last because messages waiting for it hold in-flight slots of their
+// subscription, and a predecessor that is never coming (dead-lettered as
+// poison, say) must not hold them for good.
 func Transient(err error) bool {
 	return apperr.Is(err, apperr.Unavailable)
 }
@@ -178,7 +195,13 @@ type subscriber struct {
 	sem     chan struct{}
 
 	mu       sync.Mutex
-	attempts map[uint64]int // deliveries seen here per sequence, when the server sends no count
+	attempts map[uint64]*delivery // per sequence, until it is acknowledged here
+}
+
+// delivery is what this member saw of one message.
+type delivery struct {
+	n        int       // deliveries seen here (the server's count may be higher)
+	gapSince time.Time // when a handling here first found its predecessor missing
 }
 
 // subscribe (re)creates the stan subscription on sc. The caller holds conn.mu.
@@ -223,8 +246,13 @@ func (s *subscriber) attempt(raw *stan.Msg) int {
 	if len(s.attempts) > 100_000 { // sequences acked elsewhere never leave the map
 		clear(s.attempts)
 	}
-	s.attempts[raw.Sequence]++
-	n := s.attempts[raw.Sequence]
+	d := s.attempts[raw.Sequence]
+	if d == nil {
+		d = &delivery{}
+		s.attempts[raw.Sequence] = d
+	}
+	d.n++
+	n := d.n
 	if server := int(raw.RedeliveryCount) + 1; server > n {
 		n = server // the server's count also covers deliveries to other members
 	}
@@ -261,7 +289,7 @@ func (s *subscriber) handle(raw *stan.Msg) {
 	result := "ack"
 	switch {
 	case err == nil:
-	case IsPoison(err) || (m.Attempt >= s.spec.MaxDeliveries && !Transient(err)):
+	case IsPoison(err) || s.givesUp(m, err):
 		if dlErr := s.deadLetter(m, err); dlErr != nil {
 			c.log.Error("dead letter publish failed; message will be redelivered", "subject", subject, "seq", m.Sequence, "err", dlErr)
 			consumed.WithLabelValues(subject, "retry").Inc()
@@ -279,6 +307,34 @@ func (s *subscriber) handle(raw *stan.Msg) {
 	}
 	s.forget(m.Sequence)
 	consumed.WithLabelValues(subject, result).Inc()
+}
+
+// givesUp reports whether a failed message goes to the dead letter.
+func (s *subscriber) givesUp(m *Msg, err error) bool {
+	switch {
+	case Transient(err):
+		return false
+	case errors.Is(err, inorder.ErrGap):
+		return s.missingFor(m.Sequence) >= s.spec.GapGiveUp
+	default:
+		return m.Attempt >= s.spec.MaxDeliveries
+	}
+}
+
+// missingFor is how long ago a handling here first found the predecessor
+// of message seq missing (0 the first time).
+func (s *subscriber) missingFor(seq uint64) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d := s.attempts[seq]
+	if d == nil { // cleared in between
+		d = &delivery{n: 1}
+		s.attempts[seq] = d
+	}
+	if d.gapSince.IsZero() {
+		d.gapSince = time.Now()
+	}
+	return time.Since(d.gapSince)
 }
 
 // call runs the handler, turning a panic into an error (one message's bug
