@@ -2,6 +2,7 @@ package outbox_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"os"
@@ -416,6 +417,73 @@ func TestRestartedRelayResumesWithoutLosingEntries(t *testing.T) {
 		t.Fatalf("published %v, want 0..%d in order", got, updates)
 	}
 	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+}
+
+// countingPublisher counts the publishes that the server acknowledged.
+type countingPublisher struct {
+	pub outbox.Publisher
+	n   atomic.Int32
+}
+
+func (c *countingPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
+	err := c.pub.PublishRaw(ctx, subject, data)
+	if err == nil {
+		c.n.Add(1)
+	}
+	return err
+}
+
+// TestFailedCleanupPublishesNothingAgain: a removal of published entries
+// that fails (a timeout, the store briefly away) is tried again; the
+// entries are not published again meanwhile, although polls find them
+// still in the document. Only a relay that stops (a crash, a restart)
+// leaves them to be published again.
+func TestFailedCleanupPublishesNothingAgain(t *testing.T) {
+	coll, polls := monitoredCollection(t, "tickets")
+	n := testenv.NATSStreaming(t)
+	pub := &countingPublisher{pub: MustConnect(t, n)}
+	r := outbox.NewRelay(coll, pub, testLog(), outbox.Options{PollInterval: 20 * time.Millisecond})
+	const faults = 3
+	var failed atomic.Int32
+	pollsAtFault := make(chan int, 1)
+	outbox.SetRemovalFault(r, func() error {
+		if k := failed.Add(1); k <= faults {
+			if k == 1 {
+				polls.mu.Lock()
+				pollsAtFault <- polls.done
+				polls.mu.Unlock()
+			}
+			return errors.New("injected: the store did not answer in time")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	id := insert(t, coll)
+	r.Notify(id)
+	var atFault int
+	select {
+	case atFault = <-pollsAtFault:
+	case <-time.After(30 * time.Second):
+		t.Fatal("no removal within 30s")
+	}
+	// Polls while the entry, published, is still in the document.
+	polls.wait(t, atFault+3)
+	testenv.Eventually(t, 30*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	if f := failed.Load(); f <= faults {
+		t.Fatalf("%d removals, want the %d failed ones and one more", f, faults)
+	}
+	// Publishes return once the server acknowledged, and the removal that
+	// succeeded ran after the publish: the count is final.
+	if p := pub.n.Load(); p != 1 {
+		t.Fatalf("the entry was published %d times, want once", p)
+	}
+	if c := pendingCount(t, coll, id); c != 0 {
+		t.Fatalf("pending count %d, want 0", c)
+	}
 }
 
 func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {

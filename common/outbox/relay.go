@@ -97,6 +97,11 @@ type Relay struct {
 	removeQueue []*pull
 	removeByID  map[any]*pull
 	removing    map[any]int
+	retryRemove chan struct{} // a failed removal was queued again (see removeBatch)
+
+	// removeFault, if set (by tests: see export_test.go), is called before
+	// each removal command; an error fails the removal as the store would.
+	removeFault func() error
 }
 
 // retired is a confirmed removal whose entries stay in sent a while longer.
@@ -149,6 +154,8 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 		wake:    make(chan struct{}, 1),
 		pollNow: make(chan struct{}, 1),
 		pulls:   make(chan pull, 1024),
+
+		retryRemove: make(chan struct{}, 1),
 	}
 }
 
@@ -529,6 +536,10 @@ const removers = 1
 // runs at the pace the store allows for both.
 const maxQueuedRemovals = 1024
 
+// removeRetryDelay is how long a removal that failed waits before it is
+// tried again.
+const removeRetryDelay = time.Second
+
 // remove removes published entries. The removals queued while the
 // commands in flight run are merged per document (one statement takes
 // away all of a document's published entries, however many publishes
@@ -650,6 +661,7 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 			select {
 			case p := <-r.pulls:
 				add(p)
+			case <-r.retryRemove:
 			case <-stop:
 				flush()
 				return
@@ -685,6 +697,21 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 		drain()
 		send(time.Now().Add(-removeDelay))
 	}
+}
+
+// queueAgain queues the removal p, which failed, to be tried at due, merged
+// into the document's queued removal if there is one; r.mu held.
+func (r *Relay) queueAgain(p pull, due time.Time) {
+	if q := r.removeByID[p.id]; q != nil {
+		q.entries = append(q.entries, p.entries...)
+		q.ids = append(q.ids, p.ids...)
+		return
+	}
+	q := &p
+	q.at = due.Add(-removeDelay) // due at q.at + removeDelay, see untilDue
+	r.removeByID[p.id] = q
+	r.removeQueue = append(r.removeQueue, q)
+	signal(r.retryRemove)
 }
 
 // Trim is what a writer may remove of a document's outbox in its next
@@ -778,7 +805,14 @@ func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 	// published again only because the relay is shutting down. A failure
 	// only means they are published again later (the poll finds them).
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.opts.PublishTimeout)
-	res, err := r.coll.BulkWrite(cctx, models, options.BulkWrite().SetOrdered(false))
+	var res *mongo.BulkWriteResult
+	var err error
+	if r.removeFault != nil {
+		err = r.removeFault()
+	}
+	if err == nil {
+		res, err = r.coll.BulkWrite(cctx, models, options.BulkWrite().SetOrdered(false))
+	}
 	if err == nil && several && res.MatchedCount < int64(len(batch)) {
 		// A removal of several entries did not match when one of them was
 		// gone already (another relay published and removed it): remove
@@ -794,15 +828,24 @@ func (r *Relay) removeBatch(ctx context.Context, batch []pull) {
 		_, err = r.coll.BulkWrite(cctx, single, options.BulkWrite().SetOrdered(false))
 	}
 	cancel()
-	if err != nil && ctx.Err() == nil {
-		r.log.Warn("outbox cleanup failed; entries will be published again", "documents", len(batch), "err", err)
+	stopping := ctx.Err() != nil
+	if err != nil && !stopping {
+		r.log.Warn("outbox cleanup failed; trying again", "documents", len(batch), "err", err)
 	}
 	now := time.Now()
 	r.mu.Lock()
 	for _, p := range batch {
+		if err != nil && !stopping {
+			// The entries stay sent: a routine failure (a timeout, the
+			// store busy or briefly away) must not publish them again.
+			// Forgotten, the next poll did, and every consumer got a
+			// duplicate per entry of the batch.
+			r.queueAgain(p, now.Add(removeRetryDelay))
+			continue
+		}
 		if err != nil {
-			// Still in the document: forget them now, so the poll
-			// publishes them again (at least once).
+			// Shutting down: the entries stay in the document and the
+			// next relay publishes them again (at least once).
 			r.forget(p.ids)
 			continue
 		}
