@@ -16,6 +16,10 @@ func startNATS(dir string, port int, clusterID string) (*stand.StanServer, error
 	sOpts.ID = clusterID
 	sOpts.StoreType = stores.TypeFile
 	sOpts.FilestoreDir = dir
+	// Durability as in infra/k8s/nats-depl.yaml (see docs/NATS.md): flushed
+	// to the OS on every publish, synced to disk every 100 ms.
+	sOpts.FileStoreOpts.DoSync = false
+	sOpts.FileStoreOpts.AutoSync = 100 * time.Millisecond
 	// The seed's server flags -hbi 5s -hbt 5s -hbf 2: a client that died
 	// without closing is dropped after about 10 s.
 	sOpts.ClientHBInterval = 5 * time.Second
