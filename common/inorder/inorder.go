@@ -163,14 +163,14 @@ func NewGate(maxWait time.Duration, opts ...Option) *Gate {
 // waiters on key are woken), an error (returned as is), or until maxWait
 // passed with try still reporting Ahead (ErrGap). Between attempts it waits
 // for an Apply on the same key in this process or for the poll interval.
-func (g *Gate) Apply(ctx context.Context, k string, try func(context.Context) (Outcome, error)) error {
+func (g *Gate) Apply(ctx context.Context, k string, try func(context.Context, *Attempt) (Outcome, error)) error {
 	return g.apply(ctx, k, -1, g.maxWait, try)
 }
 
 // ApplyWithin is Apply with its own maxWait (at most the gate's): for an
 // update that has something better to do than wait long (see the tickets
 // service's cancellations).
-func (g *Gate) ApplyWithin(ctx context.Context, k string, maxWait time.Duration, try func(context.Context) (Outcome, error)) error {
+func (g *Gate) ApplyWithin(ctx context.Context, k string, maxWait time.Duration, try func(context.Context, *Attempt) (Outcome, error)) error {
 	return g.apply(ctx, k, -1, min(maxWait, g.maxWait), try)
 }
 
@@ -178,17 +178,27 @@ func (g *Gate) ApplyWithin(ctx context.Context, k string, maxWait time.Duration,
 // waiting update is only retried on wake-ups that may have applied its
 // predecessor (and on the poll), so 30 out-of-order updates waiting on one
 // key do not all query the store after every apply.
-func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try func(context.Context) (Outcome, error)) error {
+func (g *Gate) ApplyVersion(ctx context.Context, k string, version int64, try func(context.Context, *Attempt) (Outcome, error)) error {
 	if version < 0 {
 		version = -1
 	}
 	return g.apply(ctx, k, version, g.maxWait, try)
 }
 
-// attempt is what one call of try learns from and tells the gate.
-type attempt struct {
-	retry  bool   // an earlier attempt reported Ahead
-	likely bool   // the predecessor was just applied in this process
+// Attempt is one call of try: what the gate tells it, and what it may tell
+// the gate back (Seen, Needs, Rank, Reached) before it returns.
+type Attempt struct {
+	// Retry: an earlier attempt of this update reported Ahead. A try that
+	// writes optimistically can do so on the first attempt, when the
+	// update is most likely in order, and read first on retries.
+	Retry bool
+	// PredecessorApplied (ApplyVersion only): this attempt follows this
+	// process applying the update's predecessor (version-1, or a later
+	// version) on the key, so a conditional write on top of it will most
+	// likely match: try may write at once instead of reading first. A hint;
+	// the conditional write decides.
+	PredecessorApplied bool
+
 	seen   int64  // the version try found the record at (Seen), -1 if not told
 	needs  string // the state an Ahead try waits for (Needs), "" if not told
 	now    string // the state an Applied or Stale try left (Reached)
@@ -197,18 +207,14 @@ type attempt struct {
 	ranked bool
 }
 
-type attemptKey struct{}
-
-// PredecessorApplied reports, inside the try of ApplyVersion, whether this
-// attempt follows this process applying the update's predecessor (version-1,
-// or a later version) on the key, so that a conditional write on top of the
-// predecessor will most likely match: try may then write at once instead of
-// reading first to see whether it is still ahead. A hint only; the
-// conditional write decides.
-func PredecessorApplied(ctx context.Context) bool {
-	a, _ := ctx.Value(attemptKey{}).(*attempt)
-	return a != nil && a.likely
-}
+// Seen tells the gate, from a try of ApplyVersion that reports Ahead, the
+// version it found the record at. While the record moves between attempts
+// (another process is applying its predecessors) the lowest waiter polls
+// five times as often as the poll interval, so a run of updates split
+// across processes is handed over quickly; while it stands still (a real
+// gap) polling stays at the normal rate. Outside ApplyVersion it does
+// nothing.
+func (a *Attempt) Seen(version int64) { a.seen = version }
 
 // Needs tells the gate, from a try that reports Ahead, which state of the
 // record it waits for (a name the caller chooses, such as "free" or
@@ -217,11 +223,7 @@ func PredecessorApplied(ctx context.Context) bool {
 // after each: a ticket with several reservation events in flight wakes
 // only the one that can go next. Polls still retry it (another process may
 // have changed the record).
-func Needs(ctx context.Context, state string) {
-	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
-		a.needs = state
-	}
-}
+func (a *Attempt) Needs(state string) { a.needs = state }
 
 // Rank orders the waiters on a key that need the same state (Needs, in
 // Apply): when that state is reached, the waiter of the lowest rank (by
@@ -236,45 +238,15 @@ func Needs(ctx context.Context, state string) {
 // and be redelivered long after (measured in the benchmark). Ranked by the
 // order's id (ObjectIds grow with creation time), they go in the order the
 // orders were created, which is the order in which they can go through.
-func Rank(ctx context.Context, rank string) {
-	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
-		a.rank, a.ranked = rank, true
-	}
-}
+func (a *Attempt) Rank(rank string) { a.rank, a.ranked = rank, true }
 
 // Reached tells the gate the state a try left the record in (Applied or
 // Stale) or found it in (Ahead): see Needs. Found in a poll after another
 // process changed the record, it wakes the waiter that needs that state,
 // so one waiter's poll serves all the waiters on the key.
-func Reached(ctx context.Context, state string) {
-	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
-		a.now, a.nowSet = state, true
-	}
-}
+func (a *Attempt) Reached(state string) { a.now, a.nowSet = state, true }
 
-// Retrying tells try whether an earlier attempt of this update reported
-// Ahead (false on the first attempt, and outside a gate). A try that
-// writes optimistically can do so on the first attempt, when the update
-// is most likely in order, and read first on retries.
-func Retrying(ctx context.Context) bool {
-	a, _ := ctx.Value(attemptKey{}).(*attempt)
-	return a != nil && a.retry
-}
-
-// Seen lets the try of ApplyVersion tell the gate the version it found the
-// record at when it reports Ahead (call it before try returns). While the
-// record moves between attempts (another process is applying its
-// predecessors) the lowest waiter polls five times as often as the poll
-// interval, so a run of updates split across processes is handed over
-// quickly; while it stands still (a real gap) polling stays at the normal
-// rate. Outside ApplyVersion it does nothing.
-func Seen(ctx context.Context, version int64) {
-	if a, _ := ctx.Value(attemptKey{}).(*attempt); a != nil {
-		a.seen = version
-	}
-}
-
-func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.Duration, try func(context.Context) (Outcome, error)) error {
+func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.Duration, try func(context.Context, *Attempt) (Outcome, error)) error {
 	ent := g.acquire(k)
 	defer g.release(k, ent)
 	registered := false
@@ -324,12 +296,12 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 		}
 		g.mu.Lock()
 		changed := ent.changed
-		att := &attempt{retry: n > 0, likely: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
+		att := &Attempt{Retry: n > 0, PredecessorApplied: version > 0 && ent.known && ent.applied >= version-1, seen: -1}
 		behind := version > 0 && g.lowerInFlight(ent, version)
 		g.mu.Unlock()
 		out, err := Ahead, error(nil)
 		if !behind {
-			out, err = try(context.WithValue(ctx, attemptKey{}, att))
+			out, err = try(ctx, att)
 		}
 		<-ent.turn
 		if err != nil {
@@ -533,7 +505,7 @@ func (g *Gate) release(k string, e *key) {
 	}
 }
 
-func (g *Gate) wake(e *key, version int64, att *attempt) {
+func (g *Gate) wake(e *key, version int64, att *Attempt) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if version >= 0 && (!e.known || version > e.applied) {

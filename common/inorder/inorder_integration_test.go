@@ -103,7 +103,7 @@ func newRig(t *testing.T, members int) rig {
 		gate := inorder.NewGate(40 * time.Second)
 		c := connect()
 		h := events.Decode(func(ctx context.Context, e events.TicketUpdated, _ *events.Msg) error {
-			return gate.ApplyVersion(ctx, e.ID, e.Version, func(ctx context.Context) (inorder.Outcome, error) { return st.apply(ctx, e) })
+			return gate.ApplyVersion(ctx, e.ID, e.Version, func(ctx context.Context, _ *inorder.Attempt) (inorder.Outcome, error) { return st.apply(ctx, e) })
 		})
 		for _, subj := range []events.Subject{events.SubjectTicketCreated, events.SubjectTicketUpdated} {
 			if err := c.Subscribe(events.Subscription{Subject: subj, QueueGroup: "orders-service", AckWait: time.Minute}, h); err != nil {

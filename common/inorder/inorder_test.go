@@ -22,8 +22,8 @@ type replica struct {
 	tries   atomic.Int64
 }
 
-func (r *replica) try(v int64) func(context.Context) (inorder.Outcome, error) {
-	return func(context.Context) (inorder.Outcome, error) {
+func (r *replica) try(v int64) func(context.Context, *inorder.Attempt) (inorder.Outcome, error) {
+	return func(context.Context, *inorder.Attempt) (inorder.Outcome, error) {
 		r.tries.Add(1)
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -243,7 +243,7 @@ func TestKeysAreIndependentAndErrorsPassThrough(t *testing.T) {
 		t.Fatalf("a retried %d times after an apply on b", n)
 	}
 	boom := errors.New("db down")
-	if err := g.Apply(context.Background(), "b", func(context.Context) (inorder.Outcome, error) { return 0, boom }); !errors.Is(err, boom) {
+	if err := g.Apply(context.Background(), "b", func(context.Context, *inorder.Attempt) (inorder.Outcome, error) { return 0, boom }); !errors.Is(err, boom) {
 		t.Fatalf("error = %v", err)
 	}
 	if err := g.Apply(context.Background(), "a", a.try(1)); err != nil {
@@ -330,13 +330,13 @@ func TestPredecessorAppliedHint(t *testing.T) {
 	r := &replica{}
 	var mu sync.Mutex
 	hints := map[int64][]bool{}
-	try := func(v int64) func(context.Context) (inorder.Outcome, error) {
+	try := func(v int64) func(context.Context, *inorder.Attempt) (inorder.Outcome, error) {
 		inner := r.try(v)
-		return func(ctx context.Context) (inorder.Outcome, error) {
+		return func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			mu.Lock()
-			hints[v] = append(hints[v], inorder.PredecessorApplied(ctx))
+			hints[v] = append(hints[v], a.PredecessorApplied)
 			mu.Unlock()
-			return inner(ctx)
+			return inner(ctx, a)
 		}
 	}
 	done := make(chan error, 1)
@@ -363,9 +363,6 @@ func TestPredecessorAppliedHint(t *testing.T) {
 			t.Errorf("version %d: hints %v, want %v", v, got, w)
 		}
 	}
-	if ctx := context.Background(); inorder.PredecessorApplied(ctx) {
-		t.Error("hint outside a gate")
-	}
 }
 
 // A waiter that said which state it Needs sleeps through applies that
@@ -380,18 +377,18 @@ func TestNeedsWakesOnlyOnTheNeededState(t *testing.T) {
 	retrying := map[string][]bool{}
 	// step is a try that waits for state need ("" for none), then moves the
 	// record to state to.
-	step := func(name, need, to string) func(context.Context) (inorder.Outcome, error) {
-		return func(ctx context.Context) (inorder.Outcome, error) {
+	step := func(name, need, to string) func(context.Context, *inorder.Attempt) (inorder.Outcome, error) {
+		return func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			tries[name]++
-			retrying[name] = append(retrying[name], inorder.Retrying(ctx))
+			retrying[name] = append(retrying[name], a.Retry)
 			if need != "" && state != need {
-				inorder.Needs(ctx, need)
+				a.Needs(need)
 				return inorder.Ahead, nil
 			}
 			state = to
-			inorder.Reached(ctx, state)
+			a.Reached(state)
 			return inorder.Applied, nil
 		}
 	}
@@ -454,17 +451,17 @@ func TestReachedOnAheadWakesTheWaiterThatNeedsIt(t *testing.T) {
 	}
 	reserve := make(chan error, 1)
 	go func() {
-		reserve <- g.Apply(context.Background(), "t", func(ctx context.Context) (inorder.Outcome, error) {
+		reserve <- g.Apply(context.Background(), "t", func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			firstTry("reserve")
 			if store != "free" {
-				inorder.Needs(ctx, "free")
-				inorder.Reached(ctx, store)
+				a.Needs("free")
+				a.Reached(store)
 				return inorder.Ahead, nil
 			}
 			store = "held:b"
-			inorder.Reached(ctx, store)
+			a.Reached(store)
 			return inorder.Applied, nil
 		})
 	}()
@@ -473,11 +470,11 @@ func TestReachedOnAheadWakesTheWaiterThatNeedsIt(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go func() {
-		observer <- g.Apply(ctx, "t", func(ctx context.Context) (inorder.Outcome, error) {
+		observer <- g.Apply(ctx, "t", func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			firstTry("observer")
-			inorder.Reached(ctx, store)
+			a.Reached(store)
 			return inorder.Ahead, nil
 		})
 	}()
@@ -485,11 +482,11 @@ func TestReachedOnAheadWakesTheWaiterThatNeedsIt(t *testing.T) {
 	// Another process frees the record; then an unrelated apply here wakes
 	// the observer (it needs no particular state) but not the reservation:
 	// that apply reports the record held by z.
-	err := g.Apply(context.Background(), "t", func(ctx context.Context) (inorder.Outcome, error) {
+	err := g.Apply(context.Background(), "t", func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		store = "free"
-		inorder.Reached(ctx, "held:z")
+		a.Reached("held:z")
 		return inorder.Stale, nil
 	})
 	if err != nil {
@@ -520,30 +517,30 @@ func TestRankOrdersWaitersThatNeedTheSameState(t *testing.T) {
 	state := "held:a"
 	var order []string
 	tried := map[string]bool{}
-	reserve := func(name string) func(context.Context) (inorder.Outcome, error) {
-		return func(ctx context.Context) (inorder.Outcome, error) {
+	reserve := func(name string) func(context.Context, *inorder.Attempt) (inorder.Outcome, error) {
+		return func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			tried[name] = true
-			inorder.Rank(ctx, name)
+			a.Rank(name)
 			if state != "free" {
-				inorder.Needs(ctx, "free")
-				inorder.Reached(ctx, state)
+				a.Needs("free")
+				a.Reached(state)
 				return inorder.Ahead, nil
 			}
 			state = "held:" + name
 			order = append(order, name)
-			inorder.Reached(ctx, state)
+			a.Reached(state)
 			return inorder.Applied, nil
 		}
 	}
 	release := func() {
 		t.Helper()
-		err := g.Apply(context.Background(), "t", func(ctx context.Context) (inorder.Outcome, error) {
+		err := g.Apply(context.Background(), "t", func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			mu.Lock()
 			defer mu.Unlock()
 			state = "free"
-			inorder.Reached(ctx, state)
+			a.Reached(state)
 			return inorder.Applied, nil
 		})
 		if err != nil {
@@ -606,7 +603,7 @@ func TestLowerVersionInFlightGoesFirst(t *testing.T) {
 	holding := make(chan struct{})
 	held := make(chan error, 1)
 	go func() { // holds the key's turn until released
-		held <- g.Apply(context.Background(), "k", func(context.Context) (inorder.Outcome, error) {
+		held <- g.Apply(context.Background(), "k", func(context.Context, *inorder.Attempt) (inorder.Outcome, error) {
 			close(holding)
 			<-release
 			return inorder.Stale, nil
@@ -616,9 +613,9 @@ func TestLowerVersionInFlightGoesFirst(t *testing.T) {
 	var tries2 atomic.Int64
 	done := make(chan error, 2)
 	go func() {
-		done <- g.ApplyVersion(context.Background(), "k", 2, func(ctx context.Context) (inorder.Outcome, error) {
+		done <- g.ApplyVersion(context.Background(), "k", 2, func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 			tries2.Add(1)
-			return r.try(2)(ctx)
+			return r.try(2)(ctx, a)
 		})
 	}()
 	st.wait(t, "version 2 to queue for the turn", 1, func(s gateStep) bool { return s.version == 2 && s.name == inorder.StepTurn })

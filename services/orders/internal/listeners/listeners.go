@@ -30,7 +30,7 @@ const QueueGroup = "orders-service"
 // Store is what the listeners need from storage.
 type Store interface {
 	InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outcome, error)
-	ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder.Outcome, error)
+	ApplyTicketUpdate(ctx context.Context, t domain.Ticket, a *inorder.Attempt) (inorder.Outcome, error)
 	Update(ctx context.Context, id string, fn func(*domain.Order) error) error
 }
 
@@ -85,7 +85,9 @@ type listeners struct {
 
 func (l *listeners) ticketCreated(ctx context.Context, e events.TicketCreated, _ *events.Msg) error {
 	t := domain.Ticket{ID: e.ID, Title: e.Title, Price: e.Price, Version: e.Version}
-	return l.replicate(ctx, t, l.Store.InsertTicket)
+	return l.replicate(ctx, t, func(ctx context.Context, t domain.Ticket, _ *inorder.Attempt) (inorder.Outcome, error) {
+		return l.Store.InsertTicket(ctx, t)
+	})
 }
 
 func (l *listeners) ticketUpdated(ctx context.Context, e events.TicketUpdated, _ *events.Msg) error {
@@ -93,11 +95,11 @@ func (l *listeners) ticketUpdated(ctx context.Context, e events.TicketUpdated, _
 	return l.replicate(ctx, t, l.Store.ApplyTicketUpdate)
 }
 
-func (l *listeners) replicate(ctx context.Context, t domain.Ticket, apply func(context.Context, domain.Ticket) (inorder.Outcome, error)) error {
+func (l *listeners) replicate(ctx context.Context, t domain.Ticket, apply func(context.Context, domain.Ticket, *inorder.Attempt) (inorder.Outcome, error)) error {
 	// ApplyVersion: a waiting update is retried only when its predecessor may
 	// have been applied, not after every apply on the ticket.
-	err := l.gate.ApplyVersion(ctx, t.ID, t.Version, func(ctx context.Context) (inorder.Outcome, error) {
-		return apply(ctx, t)
+	err := l.gate.ApplyVersion(ctx, t.ID, t.Version, func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
+		return apply(ctx, t, a)
 	})
 	if store.IsMalformed(err) {
 		return events.Poison(err)

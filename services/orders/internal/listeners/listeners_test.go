@@ -121,8 +121,8 @@ func (s recordingStore) InsertTicket(ctx context.Context, t domain.Ticket) (inor
 	return s.record(ctx, t)(s.Store.InsertTicket(ctx, t))
 }
 
-func (s recordingStore) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder.Outcome, error) {
-	return s.record(ctx, t)(s.Store.ApplyTicketUpdate(ctx, t))
+func (s recordingStore) ApplyTicketUpdate(ctx context.Context, t domain.Ticket, a *inorder.Attempt) (inorder.Outcome, error) {
+	return s.record(ctx, t)(s.Store.ApplyTicketUpdate(ctx, t, a))
 }
 
 func (s recordingStore) record(ctx context.Context, t domain.Ticket) func(inorder.Outcome, error) (inorder.Outcome, error) {

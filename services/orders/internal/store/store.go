@@ -443,9 +443,9 @@ func (s *Store) InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outc
 // per attempt, not a write (the stand-in serialises the writes of a
 // document, so a write that does not match still holds the others up),
 // unless the gate says the predecessor was just applied here
-// (inorder.PredecessorApplied). The read is only a hint; the conditional
-// write decides.
-func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder.Outcome, error) {
+// (inorder.Attempt.PredecessorApplied). The read is only a hint; the
+// conditional write decides. a is the gate's attempt; nil is a first one.
+func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket, a *inorder.Attempt) (inorder.Outcome, error) {
 	oid, ok := mongox.ObjectID(t.ID)
 	if !ok {
 		return 0, fmt.Errorf("%w: %q", errMalformedTicket, t.ID)
@@ -461,7 +461,7 @@ func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder
 		}
 		return res.MatchedCount == 1, nil
 	}
-	if !inorder.Retrying(ctx) || inorder.PredecessorApplied(ctx) {
+	if a == nil || !a.Retry || a.PredecessorApplied {
 		if applied, err := apply(); err != nil || applied {
 			return inorder.Applied, err
 		}
@@ -479,7 +479,9 @@ func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket) (inorder
 		case cur.Version >= t.Version:
 			return inorder.Stale, nil
 		case cur.Version < t.Version-1:
-			inorder.Seen(ctx, cur.Version) // the gate polls sooner while this moves
+			if a != nil {
+				a.Seen(cur.Version) // the gate polls sooner while this moves
+			}
 			return inorder.Ahead, nil
 		}
 		applied, err := apply()

@@ -244,19 +244,21 @@ func TestListByUserNewestFirst(t *testing.T) {
 func TestReplicaAppliesVersionsInOrder(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
-		ctx       context.Context
+		attempt   *inorder.Attempt
 		readFirst bool
 	}{
-		{"read first", pollRetryContext(t), true},
-		{"write first", predecessorAppliedContext(t), false},
-		{"write first (first attempt)", context.Background(), false},
+		{"read first (a retry after a poll)", &inorder.Attempt{Retry: true}, true},
+		{"write first (a retry after the predecessor was applied here)", &inorder.Attempt{Retry: true, PredecessorApplied: true}, false},
+		{"write first (first attempt)", &inorder.Attempt{}, false},
 	} {
-		t.Run(tc.name, func(t *testing.T) { testReplicaAppliesVersionsInOrder(t, tc.ctx, tc.readFirst) })
+		t.Run(tc.name, func(t *testing.T) { testReplicaAppliesVersionsInOrder(t, tc.attempt, tc.readFirst) })
 	}
 }
 
-func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context, readFirst bool) {
+func testReplicaAppliesVersionsInOrder(t *testing.T, a *inorder.Attempt, readFirst bool) {
+	ctx := context.Background()
 	s, _ := MustOpenStore(t)
+	insert := func(ctx context.Context, t domain.Ticket, _ *inorder.Attempt) (inorder.Outcome, error) { return s.InsertTicket(ctx, t) }
 	id := primitive.NewObjectID().Hex()
 	v := func(n int64) domain.Ticket { return domain.Ticket{ID: id, Title: "v", Price: float64(n), Version: n} }
 
@@ -265,14 +267,14 @@ func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context, readFi
 	// write did not apply, to tell stale from ahead).
 	steps := []struct {
 		name  string
-		apply func(context.Context, domain.Ticket) (inorder.Outcome, error)
+		apply func(context.Context, domain.Ticket, *inorder.Attempt) (inorder.Outcome, error)
 		t     domain.Ticket
 		want  inorder.Outcome
 		reads [2]int64 // read first, write first
 	}{
 		{"update before create", s.ApplyTicketUpdate, v(1), inorder.Ahead, [2]int64{1, 1}},
-		{"create", s.InsertTicket, v(0), inorder.Applied, [2]int64{0, 0}},
-		{"duplicate create", s.InsertTicket, v(0), inorder.Stale, [2]int64{0, 0}},
+		{"create", insert, v(0), inorder.Applied, [2]int64{0, 0}},
+		{"duplicate create", insert, v(0), inorder.Stale, [2]int64{0, 0}},
 		{"gap", s.ApplyTicketUpdate, v(2), inorder.Ahead, [2]int64{1, 1}},
 		{"next", s.ApplyTicketUpdate, v(1), inorder.Applied, [2]int64{1, 0}},
 		{"duplicate", s.ApplyTicketUpdate, v(1), inorder.Stale, [2]int64{1, 1}},
@@ -286,7 +288,7 @@ func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context, readFi
 	}
 	for _, st := range steps {
 		before := s.TicketReads()
-		got, err := st.apply(ctx, st.t)
+		got, err := st.apply(ctx, st.t, a)
 		if err != nil || got != st.want {
 			t.Fatalf("%s: %v %v, want %v", st.name, got, err, st.want)
 		}
@@ -298,66 +300,9 @@ func testReplicaAppliesVersionsInOrder(t *testing.T, ctx context.Context, readFi
 	if err != nil || tk != v(2) {
 		t.Fatalf("replica = %+v %v", tk, err)
 	}
-	if _, err := s.ApplyTicketUpdate(ctx, domain.Ticket{ID: "bad", Version: 1}); !store.IsMalformed(err) {
+	if _, err := s.ApplyTicketUpdate(ctx, domain.Ticket{ID: "bad", Version: 1}, nil); !store.IsMalformed(err) {
 		t.Fatalf("malformed id: %v", err)
 	}
-}
-
-// pollRetryContext returns the context an inorder.Gate hands to an update
-// its poll retries: its predecessor may have been applied by another
-// process, none was applied in this one (no hint).
-func pollRetryContext(tb testing.TB) context.Context {
-	tb.Helper()
-	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Millisecond))
-	var retry context.Context
-	err := g.ApplyVersion(context.Background(), "k", 2, func(ctx context.Context) (inorder.Outcome, error) {
-		if !inorder.Retrying(ctx) {
-			return inorder.Ahead, nil
-		}
-		retry = ctx
-		return inorder.Applied, nil
-	})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if !inorder.Retrying(retry) || inorder.PredecessorApplied(retry) {
-		tb.Fatal("not a retry without the hint")
-	}
-	return retry
-}
-
-// predecessorAppliedContext returns the context an inorder.Gate hands to an
-// update it retries after applying the update's predecessor.
-func predecessorAppliedContext(tb testing.TB) context.Context {
-	tb.Helper()
-	g := inorder.NewGate(time.Minute, inorder.WithPoll(time.Hour))
-	var waiting atomic.Bool
-	got := make(chan context.Context, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- g.ApplyVersion(context.Background(), "k", 2, func(ctx context.Context) (inorder.Outcome, error) {
-			if inorder.PredecessorApplied(ctx) {
-				got <- ctx
-				return inorder.Applied, nil
-			}
-			waiting.Store(true)
-			return inorder.Ahead, nil
-		})
-	}()
-	for !waiting.Load() {
-		time.Sleep(time.Millisecond)
-	}
-	if err := g.ApplyVersion(context.Background(), "k", 1, func(context.Context) (inorder.Outcome, error) { return inorder.Applied, nil }); err != nil {
-		tb.Fatal(err)
-	}
-	if err := <-done; err != nil {
-		tb.Fatal(err)
-	}
-	ctx := <-got
-	if !inorder.PredecessorApplied(ctx) {
-		tb.Fatal("no hint")
-	}
-	return ctx
 }
 
 // An order cancelled by the process that created it is not read again: the

@@ -82,7 +82,7 @@ func (l *Listener) OrderCreated(ctx context.Context, e events.OrderCreatedEvent,
 	if e.ID == "" || e.UserID == "" {
 		return events.Poison(errors.New("order:created without id or userId"))
 	}
-	return l.gate.Apply(ctx, e.ID, func(ctx context.Context) (inorder.Outcome, error) {
+	return l.gate.Apply(ctx, e.ID, func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 		status := e.Status
 		if status == "" {
 			status = events.OrderCreated
@@ -106,7 +106,7 @@ func (l *Listener) OrderCancelled(ctx context.Context, e events.OrderCancelledEv
 		return events.Poison(errors.New("order:cancelled without id"))
 	}
 	var paid bool
-	err := l.gate.Apply(ctx, e.ID, func(ctx context.Context) (inorder.Outcome, error) {
+	err := l.gate.Apply(ctx, e.ID, func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 		o, err := l.replica.Update(ctx, e.ID, func(o *domain.Order) error { return o.ApplyCancelled(e.Version) })
 		// Also on a duplicate: the refund of the first delivery may have
 		// failed (it is marked due first, so RefundOrder is idempotent).

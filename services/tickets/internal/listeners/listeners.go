@@ -122,25 +122,25 @@ func (l *Listeners) apply(ctx context.Context, ticketID, orderID string, fn func
 }
 
 func (l *Listeners) applyWithin(ctx context.Context, wait time.Duration, ticketID, orderID string, fn func(*domain.Ticket) error) error {
-	return l.gate.ApplyWithin(ctx, ticketID, wait, func(ctx context.Context) (inorder.Outcome, error) {
+	return l.gate.ApplyWithin(ctx, ticketID, wait, func(ctx context.Context, a *inorder.Attempt) (inorder.Outcome, error) {
 		// Reservations waiting for the ticket take it in the order their
 		// orders were created (ObjectIds grow with time), not by race.
-		inorder.Rank(ctx, orderID)
+		a.Rank(orderID)
 		t, err := l.tickets.Update(ctx, ticketID, fn)
 		switch {
 		case err == nil:
-			inorder.Reached(ctx, holder(t.OrderID))
+			a.Reached(holder(t.OrderID))
 			return inorder.Applied, nil
 		case errors.Is(err, domain.ErrUnchanged):
-			inorder.Reached(ctx, holder(t.OrderID))
+			a.Reached(holder(t.OrderID))
 			return inorder.Stale, nil
 		case errors.Is(err, domain.ErrHeldByOther):
-			inorder.Needs(ctx, holder("")) // a reservation waits for the ticket to be free
-			inorder.Reached(ctx, holder(t.OrderID))
+			a.Needs(holder("")) // a reservation waits for the ticket to be free
+			a.Reached(holder(t.OrderID))
 			return inorder.Ahead, nil
 		case errors.Is(err, domain.ErrNotYetReserved):
-			inorder.Needs(ctx, holder(orderID)) // a cancellation waits for its order's reservation
-			inorder.Reached(ctx, holder(t.OrderID))
+			a.Needs(holder(orderID)) // a cancellation waits for its order's reservation
+			a.Reached(holder(t.OrderID))
 			return inorder.Ahead, nil
 		case apperr.Is(err, apperr.NotFound), apperr.Is(err, apperr.Invalid):
 			// Tickets are created here before any order can name them: an
