@@ -289,7 +289,7 @@ func (s *subscriber) call(m *Msg) (err error) {
 			err = fmt.Errorf("handler panic: %v\n%s", v, debug.Stack())
 		}
 	}()
-	return s.handler(s.conn.hctx, m)
+	return s.handler(withDelivery(s.conn.hctx, m), m) // withDelivery: for Duplicate
 }
 
 func (s *subscriber) deadLetter(m *Msg, cause error) error {

@@ -19,6 +19,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/ticketing-go/ticketing/common/events"
 )
 
 // Outcome is the result of one attempt to apply an update.
@@ -27,7 +29,8 @@ type Outcome int
 const (
 	// Applied: the update was applied (ack).
 	Applied Outcome = iota + 1
-	// Stale: a duplicate or an older version; nothing to do (ack).
+	// Stale: a duplicate or an older version; nothing to do (ack). Counted
+	// in events_duplicates_total (events.Duplicate).
 	Stale
 	// Ahead: a predecessor is missing; try again once it is applied.
 	Ahead
@@ -337,6 +340,9 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 		}
 		switch out {
 		case Applied, Stale:
+			if out == Stale {
+				events.Duplicate(ctx) // acknowledged without being applied
+			}
 			g.wake(ent, version, att)
 			return nil
 		case Ahead:
