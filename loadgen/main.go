@@ -1,7 +1,9 @@
 // Command loadgen is the benchmark of the ticketing services (make bench):
-// HTTP workloads at several concurrencies next to their floor (the raw
-// driver operations and acknowledged publishes they stand on, measured in
-// the same run against the same servers), event propagation to the orders
+// HTTP workloads next to their floor (the raw driver operations and
+// acknowledged publishes they stand on, measured in the same run against
+// the same servers), what each workload cost until the system was idle
+// again (CPU per request of every process from /proc, store commands,
+// duplicate deliveries, the tail after the window), event propagation to the orders
 // replica, convergence of rapid updates, peak RSS of each service and the
 // document counts of the store. It only talks to loopback addresses.
 package main
