@@ -28,6 +28,13 @@ type Bench struct {
 	tickets *mongo.Collection
 	seller  *Session
 	buyer   *Session
+	// cpu reads the CPU of the system's processes and the load generator.
+	cpu *CPUWatch
+	// own counts the store commands the bench sends itself (taken out of
+	// the store's counts).
+	own cmdCounter
+	// metricsURLs are the services' /metrics (for the event counters).
+	metricsURLs []string
 }
 
 // NewBench connects to the services, the store and NATS Streaming.
@@ -51,7 +58,7 @@ func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error)
 	// (common/mongox.MaxPoolSize): the same client configuration, so that
 	// the ratio compares the work, not the pool (on the FerretDB stand-in
 	// a pool of 32 serves 64 workers faster than one of 80).
-	mc, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.MongoURI).SetMaxPoolSize(servicePoolSize).SetTimeout(15*time.Second))
+	mc, err := mongo.Connect(ctx, options.Client().ApplyURI(cfg.MongoURI).SetMaxPoolSize(servicePoolSize).SetTimeout(15*time.Second).SetMonitor(b.own.monitor()))
 	if err != nil {
 		return nil, fmt.Errorf("mongo: %w", err)
 	}
@@ -151,13 +158,31 @@ func (b *Bench) run(ctx context.Context, name string, c int, op Op) Summary {
 func (b *Bench) Run(ctx context.Context) (*Report, error) {
 	cfg := b.cfg
 	r := &Report{StartedAt: time.Now(), Host: hostInfo(), Store: b.store(ctx),
-		Settings: Settings{Concurrency: cfg.Concurrency, RunSeconds: cfg.Run.Seconds(), Target: b.api.Tickets}}
+		Settings: Settings{Concurrency: cfg.Concurrency, RunSeconds: cfg.Run.Seconds(), Target: b.api.Tickets,
+			IdleCores: cfg.IdleCores, IdleWindowS: cfg.IdleWindow.Seconds(), IdleCapS: cfg.IdleCap.Seconds()}}
 	procs, err := b.procs()
 	if err != nil {
 		return nil, err
 	}
 	if len(procs) == 0 {
 		r.Notes = append(r.Notes, "no service processes found: RSS not measured (give -procs or -bin-dir)")
+	}
+	groups, notes := b.cpuGroups(procs)
+	r.Notes = append(r.Notes, notes...)
+	b.cpu = &CPUWatch{Groups: groups}
+	for _, g := range groups {
+		r.Processes = append(r.Processes, g.Name)
+	}
+	for _, p := range procs {
+		if port, ok := EnvOf(p.PID, "PORT"); ok {
+			b.metricsURLs = append(b.metricsURLs, "http://127.0.0.1:"+port+"/metrics")
+		}
+	}
+	if len(b.metricsURLs) == 0 {
+		r.Notes = append(r.Notes, "no service /metrics found: duplicates not measured")
+	}
+	if cfg.StoreCountsURL == "" {
+		r.Notes = append(r.Notes, "store command counts not available (-store-counts): store commands not measured")
 	}
 	mon := StartRSSMonitor(procs)
 	if b.seller, err = b.signUp(ctx, "seller"); err != nil {
@@ -182,11 +207,15 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 		if err := b.floor.Prepare(ctx, c, size); err != nil {
 			return nil, err
 		}
+		if r.IdleBaseline == nil {
+			b.quiesce(ctx, r)
+			r.IdleBaseline, r.IdleBaselineCores = b.idleBaseline(ctx, 2*time.Second)
+		}
 		add := func(name, floorName string, op, fop Op) {
 			if !cfg.selected(name) {
 				return
 			}
-			b.settle(ctx, r)
+			b.quiesce(ctx, r)
 			// The floor's lookups scan as many documents as the service's.
 			if n, err := b.tickets.CountDocuments(ctx, bson.M{}); err == nil {
 				if err := b.floor.Pad(ctx, n); err != nil {
@@ -194,9 +223,13 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 				}
 			}
 			fl := b.run(ctx, floorName, c, fop)
-			b.settle(ctx, r)
+			b.quiesce(ctx, r)
+			m := b.begin(ctx)
 			h := b.run(ctx, name, c, op)
-			r.Workloads = append(r.Workloads, Workload{Name: name, Concurrency: c, HTTP: h, FloorName: floorName, Floor: fl, Ratio: Ratio(h.RPS, fl.RPS)})
+			cost := b.finish(ctx, m, h)
+			b.log.Info("cost", "workload", name, "c", c, "tailS", fmt.Sprintf("%.1f", cost.TailS), "idle", cost.Idle,
+				"cpuMsPerRequest", fmt.Sprintf("%.2f", cost.SystemCPUms), "storeCmdsPerRequest", fmt.Sprintf("%.2f", cost.StoreCmdsPerRq), "duplicates", cost.Duplicates)
+			r.Workloads = append(r.Workloads, Workload{Name: name, Concurrency: c, HTTP: h, FloorName: floorName, Floor: fl, Ratio: Ratio(h.RPS, fl.RPS), Cost: cost})
 		}
 		add("POST /api/tickets", "insert+publish", func(ctx context.Context, w int) error {
 			_, err := b.api.CreateTicket(ctx, b.seller, "bench ticket", 20)
@@ -249,6 +282,9 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 		r.Propagation = append(r.Propagation, *p)
 	}
 	r.RSS = mon.Stop()
+	for name := range b.cpu.Missing {
+		r.Notes = append(r.Notes, "process "+name+" could not be read at some point (exited?): its CPU stopped being counted")
+	}
 	if r.Counts, err = b.counts(ctx); err != nil {
 		return nil, err
 	}

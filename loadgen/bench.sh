@@ -19,13 +19,19 @@
 # what mongod's default write concern gives (w:1 without j: the journal is
 # flushed every 100 ms), the store the stand-in stands in for.
 #
-# Knobs (env): BENCH_RUN (3s per run), BENCH_CONCURRENCY (1,16,64),
+# CPU is read from /proc for every process of the system: the services, the
+# dev stack (which runs NATS Streaming in its process), the stand-in and
+# PostgreSQL's postmaster with its backends; the stand-in's command counts
+# are read over HTTP (mongo-standin -counts-listen).
+#
+# Knobs (env): BENCH_RUN (10s per run), BENCH_CONCURRENCY (16; e.g. 1,16,64),
 # BENCH_ONLY (workloads whose names contain one of these, e.g. PUT,propagation),
 # BENCH_RATES (200,20 updates/s), BENCH_PROP (5s each), BENCH_OUT (bench/out),
 # BENCH_VIA_PROXY=1 (through the proxy, not straight to the services),
 # BENCH_STORE_COUNTS=1s (the stand-in logs commands per collection to
 # bench/out/standin.log), BENCH_STORE_PPROF=127.0.0.1:6060 (the stand-in's CPU
-# profile), BENCH_PG_SYNCHRONOUS_COMMIT (off). Loopback only.
+# profile), BENCH_PG_SYNCHRONOUS_COMMIT (off), BENCH_IDLE_CPU (0.05 of a core),
+# BENCH_IDLE_WINDOW (500ms), BENCH_IDLE_CAP (120s). Loopback only.
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -80,6 +86,8 @@ fi
 PROXY_PORT=${BENCH_PROXY_PORT:-18080}
 NATS_PORT=${BENCH_NATS_PORT:-14222}
 MONGO_PORT=${BENCH_MONGO_PORT:-17017}
+COUNTS_PORT=${BENCH_STORE_COUNTS_PORT:-17018}
+CPU_ARGS=()
 
 if [[ -n ${MONGO_URI:-} ]]; then
 	STORE="MongoDB ($MONGO_URI)"
@@ -90,12 +98,15 @@ else
 		log "installing postgresql"
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql >/dev/null
 	fi
-	read -r PG_VER PG_CLUSTER PG_PORT PG_STATUS _ < <(pg_lsclusters -h | head -n1)
+	read -r PG_VER PG_CLUSTER PG_PORT PG_STATUS _ PG_DATA _ < <(pg_lsclusters -h | head -n1)
 	if [[ $PG_STATUS != online ]]; then
 		log "starting PostgreSQL $PG_VER/$PG_CLUSTER"
 		pg_ctlcluster "$PG_VER" "$PG_CLUSTER" start
 		PG_STARTED="$PG_VER $PG_CLUSTER"
 	fi
+	# The postmaster's pid (first line of postmaster.pid): the bench counts
+	# its CPU with its backends'.
+	CPU_ARGS+=(-pg-pid "$(head -n1 "$PG_DATA/postmaster.pid")")
 	PG_PASS=bench-local-only
 	su postgres -c "psql -q -v ON_ERROR_STOP=1 -p $PG_PORT" <<SQL
 DO \$\$ BEGIN
@@ -110,8 +121,9 @@ SQL
 	PG_URL="postgres://ticketing_bench:$PG_PASS@127.0.0.1:$PG_PORT/ticketing_bench"
 	log "starting the MongoDB stand-in (FerretDB, PostgreSQL backend) on :$MONGO_PORT"
 	go build -o "$WORK/mongo-standin" ./standin/cmd/mongo-standin
-	"$WORK/mongo-standin" -listen "127.0.0.1:$MONGO_PORT" -count-every "${BENCH_STORE_COUNTS:-0}" ${BENCH_STORE_PPROF:+-pprof "$BENCH_STORE_PPROF"} -handler postgresql -postgresql-url "$PG_URL" >"$BENCH_OUT/standin.log" 2>&1 &
+	"$WORK/mongo-standin" -listen "127.0.0.1:$MONGO_PORT" -counts-listen "127.0.0.1:$COUNTS_PORT" -count-every "${BENCH_STORE_COUNTS:-0}" ${BENCH_STORE_PPROF:+-pprof "$BENCH_STORE_PPROF"} -handler postgresql -postgresql-url "$PG_URL" >"$BENCH_OUT/standin.log" 2>&1 &
 	PIDS+=($!)
+	CPU_ARGS+=(-store-pid $! -store-counts "http://127.0.0.1:$COUNTS_PORT/counts")
 	MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT"
 	"$WORK/loadgen" reset -mongo "$MONGO_URI" -wait 60s
 	STORE="MongoDB stand-in: FerretDB on PostgreSQL $PG_VER"
@@ -129,4 +141,5 @@ wait_http "http://127.0.0.1:$PROXY_PORT/api/tickets?limit=1" 60 "$DEV_PID"
 
 log "running the bench"
 "$WORK/loadgen" -base "http://127.0.0.1:$PROXY_PORT" -mongo "$MONGO_URI" \
-	-nats "nats://127.0.0.1:$NATS_PORT" -bin-dir "$WORK/data/bin" -store "$STORE" "$@"
+	-nats "nats://127.0.0.1:$NATS_PORT" -bin-dir "$WORK/data/bin" -store "$STORE" \
+	-devstack-pid "$DEV_PID" "${CPU_ARGS[@]}" "$@"

@@ -1,7 +1,9 @@
 // Command loadgen is the benchmark of the ticketing services (make bench):
-// HTTP workloads at several concurrencies next to their floor (the raw
-// driver operations and acknowledged publishes they stand on, measured in
-// the same run against the same servers), event propagation to the orders
+// HTTP workloads next to their floor (the raw driver operations and
+// acknowledged publishes they stand on, measured in the same run against
+// the same servers), what each workload cost until the system was idle
+// again (CPU per request of every process from /proc, store commands,
+// duplicate deliveries, the tail after the window), event propagation to the orders
 // replica, convergence of rapid updates, peak RSS of each service and the
 // document counts of the store. It only talks to loopback addresses.
 package main
@@ -47,6 +49,18 @@ type Config struct {
 	StoreLabel string
 	Direct     bool
 	Rates      []int
+	// The processes whose CPU is counted besides the services (found in
+	// BinDir): the dev stack (default: the services' parent), the store
+	// (mongo-standin) and PostgreSQL's postmaster (with its backends).
+	DevstackPID, StorePID, PostgresPID int
+	// StoreCountsURL: the stand-in's cumulative command counts
+	// (mongo-standin -counts-listen .../counts); "" when not available.
+	StoreCountsURL string
+	// Idle: the system's processes use under IdleCores (of one core) over
+	// IdleWindow; IdleCap bounds the wait after a run ("not idle").
+	IdleCores  float64
+	IdleWindow time.Duration
+	IdleCap    time.Duration
 }
 
 func env(name, def string) string {
@@ -91,8 +105,8 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.FloorDB, "floor-db", env("BENCH_FLOOR_DB", "loadgen_floor"), "database for the floor measurements")
 	fs.StringVar(&c.NATSURL, "nats", env("BENCH_NATS_URL", env("NATS_URL", "nats://127.0.0.1:4222")), "NATS Streaming URL (BENCH_NATS_URL, NATS_URL)")
 	fs.StringVar(&c.NATSCluster, "cluster", env("BENCH_NATS_CLUSTER_ID", env("NATS_CLUSTER_ID", "ticketing")), "NATS Streaming cluster id")
-	conc := fs.String("c", env("BENCH_CONCURRENCY", "1,16,64"), "concurrency levels")
-	fs.DurationVar(&c.Run, "d", durEnv("BENCH_RUN", 3*time.Second), "measured duration of each run")
+	conc := fs.String("c", env("BENCH_CONCURRENCY", "16"), "concurrency levels (e.g. 1,16,64)")
+	fs.DurationVar(&c.Run, "d", durEnv("BENCH_RUN", 10*time.Second), "measured duration of each run (the window)")
 	fs.DurationVar(&c.Warmup, "warmup", durEnv("BENCH_WARMUP", 300*time.Millisecond), "unmeasured warm-up of each run")
 	rates := fs.String("rates", env("BENCH_RATES", "200,20"), "steady update rates of the propagation runs (updates/s)")
 	fs.DurationVar(&c.PropDuration, "prop-d", durEnv("BENCH_PROP", 5*time.Second), "duration of the propagation run")
@@ -103,6 +117,13 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.OutDir, "out", env("BENCH_OUT", "bench/out"), "output directory")
 	fs.StringVar(&c.StoreLabel, "store", env("BENCH_STORE", "MongoDB-protocol server"), "label of the store in the report")
 	fs.BoolVar(&c.Direct, "direct", env("BENCH_VIA_PROXY", "") == "", "send requests straight to the service processes found in -bin-dir (their PORT), not through -base (BENCH_VIA_PROXY=1 turns it off)")
+	fs.IntVar(&c.DevstackPID, "devstack-pid", intEnv("BENCH_DEVSTACK_PID", 0), "pid of the dev stack, which runs NATS Streaming (default: the parent of the service processes)")
+	fs.IntVar(&c.StorePID, "store-pid", intEnv("BENCH_STORE_PID", 0), "pid of the store's server (mongo-standin)")
+	fs.IntVar(&c.PostgresPID, "pg-pid", intEnv("BENCH_PG_PID", 0), "pid of the PostgreSQL postmaster behind the store (its backends are counted with it)")
+	fs.StringVar(&c.StoreCountsURL, "store-counts", env("BENCH_STORE_COUNTS_URL", ""), "URL of the stand-in's command counts (mongo-standin -counts-listen, path /counts)")
+	fs.Float64Var(&c.IdleCores, "idle-cpu", floatEnv("BENCH_IDLE_CPU", 0.05), "idle: the system's processes use less than this much of one core ...")
+	fs.DurationVar(&c.IdleWindow, "idle-window", durEnv("BENCH_IDLE_WINDOW", 500*time.Millisecond), "... over this long")
+	fs.DurationVar(&c.IdleCap, "idle-cap", durEnv("BENCH_IDLE_CAP", 120*time.Second), "longest wait for idle after a run (then reported as not idle)")
 	only := fs.String("only", env("BENCH_ONLY", ""), "comma-separated parts of workload names to run (\"PUT\", \"orders\", \"propagation\"); default all (BENCH_ONLY)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -125,6 +146,14 @@ func parseConfig(args []string) (Config, error) {
 		}
 		*p = strings.TrimRight(*p, "/")
 	}
+	if c.IdleWindow <= 0 || c.IdleCap <= 0 || c.IdleCores <= 0 {
+		return c, errors.New("idle settings must be positive")
+	}
+	if c.StoreCountsURL != "" {
+		if err := Loopback(c.StoreCountsURL); err != nil {
+			return c, err
+		}
+	}
 	if c.Run <= 0 || c.PropDuration <= 0 {
 		return c, errors.New("durations and rate must be positive")
 	}
@@ -134,6 +163,20 @@ func parseConfig(args []string) (Config, error) {
 		}
 	}
 	return c, nil
+}
+
+func intEnv(name string, def int) int {
+	if n, err := strconv.Atoi(os.Getenv(name)); err == nil {
+		return n
+	}
+	return def
+}
+
+func floatEnv(name string, def float64) float64 {
+	if f, err := strconv.ParseFloat(os.Getenv(name), 64); err == nil && f > 0 {
+		return f
+	}
+	return def
 }
 
 func durEnv(name string, def time.Duration) time.Duration {

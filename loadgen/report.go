@@ -11,18 +11,25 @@ import (
 // Report is everything one bench run measured; it is written as JSON and
 // rendered as a text table and as markdown.
 type Report struct {
-	StartedAt   time.Time     `json:"startedAt"`
-	DurationS   float64       `json:"durationSeconds"`
-	Store       Store         `json:"store"`
-	Host        Host          `json:"host"`
-	Settings    Settings      `json:"settings"`
-	Workloads   []Workload    `json:"workloads"`
-	Propagation []Propagation `json:"propagation,omitempty"`
-	Convergence *Convergence  `json:"convergence,omitempty"`
-	RSS         []ProcessRSS  `json:"rss"`
-	Counts      []CollCount   `json:"documentCounts"`
-	Notes       []string      `json:"notes,omitempty"`
-	Targets     TargetsResult `json:"targets"`
+	StartedAt time.Time  `json:"startedAt"`
+	DurationS float64    `json:"durationSeconds"`
+	Store     Store      `json:"store"`
+	Host      Host       `json:"host"`
+	Settings  Settings   `json:"settings"`
+	Workloads []Workload `json:"workloads"`
+	// Processes are the processes whose CPU is counted, in table order;
+	// "loadgen" (the load generator) is not in the system's total.
+	Processes []string `json:"processes"`
+	// IdleBaseline is the CPU (cores) each process used while the system
+	// was idle, before the workloads; IdleBaselineCores the system's sum.
+	IdleBaseline      map[string]float64 `json:"idleBaselineCores"`
+	IdleBaselineCores float64            `json:"idleBaselineSystemCores"`
+	Propagation       []Propagation      `json:"propagation,omitempty"`
+	Convergence       *Convergence       `json:"convergence,omitempty"`
+	RSS               []ProcessRSS       `json:"rss"`
+	Counts            []CollCount        `json:"documentCounts"`
+	Notes             []string           `json:"notes,omitempty"`
+	Targets           TargetsResult      `json:"targets"`
 }
 
 // Store names the database server the services and the floor used.
@@ -43,6 +50,11 @@ type Settings struct {
 	Concurrency []int   `json:"concurrency"`
 	RunSeconds  float64 `json:"runSeconds"`
 	Target      string  `json:"target"`
+	// Idle: the system's processes use under IdleCores of one core over
+	// IdleWindowS seconds; a run's tail is cut at IdleCapS.
+	IdleCores   float64 `json:"idleCores"`
+	IdleWindowS float64 `json:"idleWindowSeconds"`
+	IdleCapS    float64 `json:"idleCapSeconds"`
 }
 
 // Workload is one HTTP workload at one concurrency next to its floor.
@@ -54,6 +66,8 @@ type Workload struct {
 	Floor       Summary `json:"floor"`
 	// Ratio is HTTP requests/s over floor operations/s.
 	Ratio float64 `json:"ratio"`
+	// Cost is what the HTTP run cost until the system was idle again.
+	Cost Cost `json:"cost"`
 }
 
 // Propagation is the time from a PUT's 200 until the orders replica holds
@@ -169,6 +183,7 @@ func (r *Report) tables() []table {
 			fmt.Sprint(w.HTTP.Errors), w.FloorName, f1(w.Floor.RPS), f2(w.Floor.P50ms), f2(w.Floor.P99ms), f2(w.Ratio)})
 	}
 	ts = append(ts, wl)
+	ts = append(ts, r.costTables()...)
 	if len(r.Propagation) > 0 {
 		pt := table{title: "Event propagation: PUT 200 -> orders replica holds that version",
 			head: []string{"target/s", "achieved/s", "tickets", "updates", "errors", "unconverged", "p50 ms", "p90 ms", "p99 ms", "max ms", "poll ms"}}
@@ -201,6 +216,65 @@ func (r *Report) tables() []table {
 		{"each service < 25 MB RSS after the run", "max " + mb(t.MaxServiceEndRSSB) + " MB", yes(t.RSSOK)},
 	}})
 	return ts
+}
+
+// costTables are the cost of each HTTP run, counted until the system was
+// idle again with every replica at the last version.
+func (r *Report) costTables() []table {
+	st := r.Settings
+	ct := table{title: fmt.Sprintf("Until idle: the window, then the tail until every replica holds the last version and the system uses under %.0f%% of a core over %.1f s (cap %.0f s)",
+		st.IdleCores*100, st.IdleWindowS, st.IdleCapS),
+		head: []string{"workload", "conc", "req/s", "p50 ms", "p99 ms", "tail s", "req/s incl. tail", "CPU ms/req", "store cmds/req", "store writes/req", "store other/req", "duplicates", "deliveries", "dup %"}}
+	cpu := table{title: "CPU ms per request, window + tail (system = every process but loadgen)",
+		head: append(append([]string{"workload", "conc"}, r.systemProcs()...), "system", "loadgen")}
+	for _, w := range r.Workloads {
+		c := w.Cost
+		tail := f1(c.TailS)
+		if !c.Idle {
+			tail = "not idle (>" + fmt.Sprintf("%.0f", c.TailS) + ")"
+		}
+		cmds, writes, other := "-", "-", "-"
+		if c.Store != nil {
+			cmds, writes = f2(c.StoreCmdsPerRq), f2(c.StoreWrPerRq)
+			if c.Requests > 0 {
+				other = f2(float64(c.Store.Other) / float64(c.Requests))
+			}
+		}
+		dups, dels, pct := "-", "-", "-"
+		if c.EventsOK {
+			dups, dels = fmt.Sprintf("%.0f", c.Duplicates), fmt.Sprintf("%.0f", c.Deliveries)
+			if c.Deliveries > 0 {
+				pct = f2(100 * c.Duplicates / c.Deliveries)
+			}
+		}
+		ct.rows = append(ct.rows, []string{w.Name, fmt.Sprint(w.Concurrency), f1(w.HTTP.RPS), f2(w.HTTP.P50ms), f2(w.HTTP.P99ms),
+			tail, f1(c.Throughput), f2(c.SystemCPUms), cmds, writes, other, dups, dels, pct})
+		row := []string{w.Name, fmt.Sprint(w.Concurrency)}
+		for _, p := range r.systemProcs() {
+			row = append(row, f2(c.CPUms[p]))
+		}
+		cpu.rows = append(cpu.rows, append(row, f2(c.SystemCPUms), f2(c.CPUms["loadgen"])))
+	}
+	idle := table{title: "Idle baseline before the workloads (CPU, % of one core)", head: append(append([]string{}, r.systemProcs()...), "system")}
+	if r.IdleBaseline != nil {
+		var row []string
+		for _, p := range r.systemProcs() {
+			row = append(row, f2(100*r.IdleBaseline[p]))
+		}
+		idle.rows = append(idle.rows, append(row, f2(100*r.IdleBaselineCores)))
+	}
+	return []table{ct, cpu, idle}
+}
+
+// systemProcs are the processes counted in the system's CPU.
+func (r *Report) systemProcs() []string {
+	var ps []string
+	for _, p := range r.Processes {
+		if p != "loadgen" {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // PropagationTargetRate is the rate the issue's propagation target is set at.

@@ -15,6 +15,7 @@ type Op func(ctx context.Context, worker int) error
 func RunClosed(ctx context.Context, concurrency int, warmup, d time.Duration, op Op) Summary {
 	type result struct {
 		lat    []time.Duration
+		all    int // every operation, warm-up and failed ones too
 		errs   int
 		errMsg string
 	}
@@ -36,6 +37,7 @@ func RunClosed(ctx context.Context, concurrency int, warmup, d time.Duration, op
 				}
 				err := op(ctx, w)
 				t1 := time.Now()
+				r.all++
 				if t0.Before(measureFrom) {
 					continue
 				}
@@ -54,8 +56,9 @@ func RunClosed(ctx context.Context, concurrency int, warmup, d time.Duration, op
 	// The last operations may end after stop; measure to the real end.
 	elapsed := time.Since(measureFrom)
 	var all []time.Duration
-	errs, msg := 0, ""
+	errs, msg, allOps := 0, "", 0
 	for _, r := range results {
+		allOps += r.all
 		all = append(all, r.lat...)
 		errs += r.errs
 		if msg == "" {
@@ -64,5 +67,6 @@ func RunClosed(ctx context.Context, concurrency int, warmup, d time.Duration, op
 	}
 	s := Summarize(all, errs, elapsed)
 	s.ErrorMsg = msg
+	s.AllOps = allOps
 	return s
 }

@@ -18,6 +18,8 @@ type Summary struct {
 	MaxMs    float64 `json:"maxMs"`
 	MeanMs   float64 `json:"meanMs"`
 	ErrorMsg string  `json:"firstError,omitempty"`
+	// AllOps: every operation issued, warm-up and failed ones included.
+	AllOps int `json:"allOps"`
 }
 
 // Percentile returns the nearest-rank p-th percentile (0 < p <= 100) of

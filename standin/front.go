@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"sort"
 	"strings"
@@ -67,7 +68,8 @@ type front struct {
 	// waiting counts the writes waiting for their turn.
 	waiting atomic.Int64
 	conns   map[net.Conn]struct{}
-	counts  map[string]int64 // "db.collection command" -> commands seen, when counting (see countCommands)
+	counts  map[string]int64 // "db.collection command" -> commands seen since the last log, when logging them (Options.CountEvery)
+	totals  map[string]int64 // "db.collection command" -> commands seen since the start, when kept (Options.CountTotals)
 	closed  bool
 	done    chan struct{} // closed by close
 	wg      sync.WaitGroup
@@ -117,14 +119,34 @@ func (f *front) collLock(ns string) *collLock {
 	return l
 }
 
-// count adds one command to the counts when counting is on.
+// count adds one command to the counts and the totals, those that are kept.
 func (f *front) count(msg []byte, name string) {
 	f.mu.Lock()
-	on := f.counts != nil
+	on := f.counts != nil || f.totals != nil
 	f.mu.Unlock()
-	if on {
-		f.add(namespaceOf(msg)+" "+name, 1)
+	if !on {
+		return
 	}
+	key := namespaceOf(msg) + " " + name
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.counts != nil {
+		f.counts[key]++
+	}
+	if f.totals != nil {
+		f.totals[key]++
+	}
+}
+
+// copyTotals returns the commands counted since the start (nil when not
+// kept).
+func (f *front) copyTotals() map[string]int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.totals == nil {
+		return nil
+	}
+	return maps.Clone(f.totals)
 }
 
 // add adds n to the count named key when counting is on ("<ns>

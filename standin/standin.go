@@ -45,6 +45,10 @@ type Options struct {
 	// collection received in every such interval (what a workload costs the
 	// store; the benchmark reads it).
 	CountEvery time.Duration
+	// CountTotals keeps the number of commands of each kind each collection
+	// received since the start, for Server.Counts (the benchmark reads them
+	// before and after each workload).
+	CountTotals bool
 	// Log receives the front's log and FerretDB's warnings and errors
 	// (default: discarded).
 	Log *slog.Logger
@@ -152,6 +156,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		s.front.wg.Add(1)
 		go s.front.logCounts(o.CountEvery)
 	}
+	if o.CountTotals {
+		s.front.mu.Lock()
+		s.front.totals = map[string]int64{}
+		s.front.mu.Unlock()
+	}
 	s.uri = "mongodb://" + uriHost(ln.Addr()) + "/"
 	log.Info("mongo-standin ready", "addr", ln.Addr().String(), "handler", o.Handler)
 	return s, nil
@@ -159,6 +168,11 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 
 // URI is a mongodb:// URI of the front, for mongo-driver.
 func (s *Server) URI() string { return s.uri }
+
+// Counts returns the commands each collection received since the start,
+// keyed "db.collection command" (as the CountEvery log names them); nil
+// unless Options.CountTotals.
+func (s *Server) Counts() map[string]int64 { return s.front.copyTotals() }
 
 // Addr is the front's listening address.
 func (s *Server) Addr() net.Addr { return s.front.ln.Addr() }

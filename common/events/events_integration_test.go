@@ -17,7 +17,6 @@ import (
 	stan "github.com/nats-io/stan.go"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
-	"github.com/ticketing-go/ticketing/common/inorder"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
@@ -343,7 +342,7 @@ func TestTransientFailuresOutlastMaxDeliveries(t *testing.T) {
 }
 
 // TestMissingPredecessorOutlastsMaxDeliveries: a message whose predecessor
-// is late (inorder.ErrGap) is redelivered past MaxDeliveries until it can
+// is late (ErrEarly, as inorder.ErrGap) is redelivered past MaxDeliveries until it can
 // be applied: dead-lettered, it would be lost, and every later version of
 // its record would wait for it for good.
 func TestMissingPredecessorOutlastsMaxDeliveries(t *testing.T) {
@@ -356,7 +355,7 @@ func TestMissingPredecessorOutlastsMaxDeliveries(t *testing.T) {
 	if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", AckWait: time.Second, MaxDeliveries: 2},
 		func(_ context.Context, m *Msg) error {
 			if calls.Add(1) <= gaps {
-				return fmt.Errorf("ticket t1 version 2: %w", inorder.ErrGap)
+				return fmt.Errorf("ticket t1 version 2: %w", ErrEarly)
 			}
 			handled <- m.Attempt
 			return nil
@@ -388,14 +387,14 @@ func TestMissingPredecessorGivenUpAfterGapGiveUp(t *testing.T) {
 	if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", AckWait: time.Second, MaxDeliveries: 100, GapGiveUp: giveUp},
 		func(_ context.Context, m *Msg) error {
 			first.CompareAndSwap(0, time.Now().UnixNano())
-			return fmt.Errorf("ticket t1 version 2: %w", inorder.ErrGap)
+			return fmt.Errorf("ticket t1 version 2: %w", ErrEarly)
 		}); err != nil {
 		t.Fatal(err)
 	}
 	mustPublish(t, c, TicketUpdated{ID: "t1", Version: 2, Title: "x", Price: 1, UserID: "u"})
 	d := receive(t, dl, 30*time.Second)
 	waited := time.Since(time.Unix(0, first.Load()))
-	if d.OriginalSubject != string(SubjectTicketUpdated) || d.Attempts < 2 || !strings.Contains(d.Reason, inorder.ErrGap.Error()) {
+	if d.OriginalSubject != string(SubjectTicketUpdated) || d.Attempts < 2 || !strings.Contains(d.Reason, ErrEarly.Error()) {
 		t.Fatalf("dead letter = %+v", d)
 	}
 	if waited < giveUp {

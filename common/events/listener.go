@@ -13,7 +13,6 @@ import (
 	stan "github.com/nats-io/stan.go"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
-	"github.com/ticketing-go/ticketing/common/inorder"
 )
 
 // Subscription describes a durable queue subscription.
@@ -36,7 +35,7 @@ type Subscription struct {
 	// GapGiveUp).
 	MaxDeliveries int
 	// GapGiveUp: a message whose handler reports a missing predecessor
-	// (inorder.ErrGap) is redelivered, whatever MaxDeliveries says, until
+	// (ErrEarly, such as inorder.ErrGap) is redelivered, whatever MaxDeliveries says, until
 	// this member has seen the predecessor missing for this long; then it
 	// goes to the dead-letter subject (default DefaultGapGiveUp).
 	GapGiveUp time.Duration
@@ -131,7 +130,7 @@ func Poison(err error) error {
 // then wait forever for the version it carried. Redelivered, it is applied
 // once the database is back.
 //
-// A missing predecessor (inorder.ErrGap) is neither transient nor counted
+// A missing predecessor (ErrEarly) is neither transient nor counted
 // towards MaxDeliveries: see Subscription.GapGiveUp. It is given up on at
 // last because messages waiting for it hold in-flight slots of their
 // subscription, and a predecessor that is never coming (dead-lettered as
@@ -139,6 +138,12 @@ func Poison(err error) error {
 func Transient(err error) bool {
 	return apperr.Is(err, apperr.Unavailable)
 }
+
+// ErrEarly is what a handler's error wraps when its message came before
+// one it builds on (a predecessor version not applied yet; inorder.ErrGap
+// wraps it): the message is redelivered until that one is handled, and
+// given up on only after Subscription.GapGiveUp.
+var ErrEarly = errors.New("a message it builds on is not handled yet")
 
 // IsPoison reports whether err was marked with Poison.
 func IsPoison(err error) bool {
@@ -314,7 +319,7 @@ func (s *subscriber) givesUp(m *Msg, err error) bool {
 	switch {
 	case Transient(err):
 		return false
-	case errors.Is(err, inorder.ErrGap):
+	case errors.Is(err, ErrEarly):
 		return s.missingFor(m.Sequence) >= s.spec.GapGiveUp
 	default:
 		return m.Attempt >= s.spec.MaxDeliveries
@@ -345,7 +350,7 @@ func (s *subscriber) call(m *Msg) (err error) {
 			err = fmt.Errorf("handler panic: %v\n%s", v, debug.Stack())
 		}
 	}()
-	return s.handler(s.conn.hctx, m)
+	return s.handler(withDelivery(s.conn.hctx, m), m) // withDelivery: for Duplicate
 }
 
 func (s *subscriber) deadLetter(m *Msg, cause error) error {

@@ -25,4 +25,8 @@ var (
 		Name: "events_dead_lettered_total",
 		Help: "Messages given up on and published to the dead-letter subject.",
 	}, []string{"subject"})
+	duplicates = metrics.NewCounterVec(metrics.CounterOpts{
+		Name: "events_duplicates_total",
+		Help: "Deliveries acknowledged without being applied: the record already held their version or a later one (duplicate or stale deliveries; see Duplicate).",
+	}, []string{"subject", "queue_group"})
 )

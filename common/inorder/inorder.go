@@ -17,8 +17,11 @@ package inorder
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	"github.com/ticketing-go/ticketing/common/events"
 )
 
 // Outcome is the result of one attempt to apply an update.
@@ -27,7 +30,8 @@ type Outcome int
 const (
 	// Applied: the update was applied (ack).
 	Applied Outcome = iota + 1
-	// Stale: a duplicate or an older version; nothing to do (ack).
+	// Stale: a duplicate or an older version; nothing to do (ack). Counted
+	// in events_duplicates_total (events.Duplicate).
 	Stale
 	// Ahead: a predecessor is missing; try again once it is applied.
 	Ahead
@@ -45,8 +49,10 @@ func (o Outcome) String() string {
 	return "unknown"
 }
 
-// ErrGap: the predecessor did not arrive within maxWait.
-var ErrGap = errors.New("inorder: a predecessor version is missing")
+// ErrGap: the predecessor did not arrive within maxWait. It wraps
+// events.ErrEarly, so the subscription redelivers the message without
+// counting it towards MaxDeliveries.
+var ErrGap = fmt.Errorf("inorder: a predecessor version is missing: %w", events.ErrEarly)
 
 // maxApplyPoll caps the poll delay of an Apply waiter, in poll intervals:
 // 400 ms at the default, so what another process applied is seen within
@@ -309,6 +315,9 @@ func (g *Gate) apply(ctx context.Context, k string, version int64, maxWait time.
 		}
 		switch out {
 		case Applied, Stale:
+			if out == Stale {
+				events.Duplicate(ctx) // acknowledged without being applied
+			}
 			g.wake(ent, version, att)
 			return nil
 		case Ahead:

@@ -1,8 +1,12 @@
 package inorder
 
 import (
+	"errors"
+	"fmt"
 	"testing"
 	"time"
+
+	"github.com/ticketing-go/ticketing/common/events"
 )
 
 // The lowest waiter polls at a fifth of the interval while the record is
@@ -61,5 +65,13 @@ func TestSeenRecordsTheVersion(t *testing.T) {
 	a.Seen(7)
 	if a.seen != 7 {
 		t.Fatalf("seen = %d", a.seen)
+	}
+}
+
+// ErrGap is an events.ErrEarly: the subscription redelivers such a message
+// without counting it towards MaxDeliveries.
+func TestErrGapIsEarly(t *testing.T) {
+	if !errors.Is(fmt.Errorf("ticket 7: %w", ErrGap), events.ErrEarly) {
+		t.Fatal("ErrGap does not wrap events.ErrEarly")
 	}
 }

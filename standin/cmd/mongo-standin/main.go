@@ -8,6 +8,9 @@
 //	-handler  sqlite or postgresql [MONGO_STANDIN_HANDLER] ("sqlite")
 //	-postgresql-url  backend of the postgresql handler [MONGO_STANDIN_POSTGRESQL_URL]
 //	-count-every     log the commands per collection every such interval (off)
+//	-counts-listen   serve GET /counts on this address: the commands per
+//	                 collection since the start, as JSON (off; the benchmark
+//	                 reads it before and after each workload)
 //	-pprof           serve net/http/pprof on this address (off)
 //
 // It logs "Waiting for connections" once it accepts clients (as mongod does,
@@ -24,6 +27,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -65,6 +69,7 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	handler := fs.String("handler", env("MONGO_STANDIN_HANDLER", "sqlite"), "sqlite or postgresql")
 	pprofAddr := fs.String("pprof", "", "serve net/http/pprof on this address (profiling the stand-in under a benchmark)")
 	countEvery := fs.Duration("count-every", 0, "log the commands each collection received in every such interval (0: off)")
+	countsAddr := fs.String("counts-listen", "", "serve GET /counts (the commands per collection since the start, JSON) on this address (off)")
 	pgURL := fs.String("postgresql-url", os.Getenv("MONGO_STANDIN_POSTGRESQL_URL"), "PostgreSQL URL for the postgresql handler")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -74,9 +79,17 @@ func run(ctx context.Context, args []string, log *slog.Logger) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s, err := standin.Start(ctx, standin.Options{Listen: *listen, Handler: *handler, SQLiteDir: *data, PostgreSQLURL: *pgURL, CountEvery: *countEvery, Log: log})
+	s, err := standin.Start(ctx, standin.Options{Listen: *listen, Handler: *handler, SQLiteDir: *data, PostgreSQLURL: *pgURL, CountEvery: *countEvery, CountTotals: *countsAddr != "", Log: log})
 	if err != nil {
 		return err
+	}
+	if *countsAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /counts", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(s.Counts())
+		})
+		go func() { log.Warn("counts server stopped", "err", http.ListenAndServe(*countsAddr, mux)) }()
 	}
 	log.Info("Waiting for connections", "addr", s.Addr().String(), "handler", *handler, "data", *data)
 	<-ctx.Done()

@@ -63,11 +63,13 @@ func (l *Listener) OrderCreated(ctx context.Context, e events.OrderCreatedEvent,
 	if err != nil {
 		return err
 	}
-	if scheduled {
-		l.log.Info("expiration scheduled", "orderId", e.ID, "expiresAt", e.ExpiresAt)
-		if l.wake != nil {
-			l.wake(e.ExpiresAt)
-		}
+	if !scheduled {
+		events.Duplicate(ctx) // already known: a duplicate, or after its order:cancelled
+		return nil
+	}
+	l.log.Info("expiration scheduled", "orderId", e.ID, "expiresAt", e.ExpiresAt)
+	if l.wake != nil {
+		l.wake(e.ExpiresAt)
 	}
 	return nil
 }

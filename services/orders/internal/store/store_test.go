@@ -258,7 +258,9 @@ func TestReplicaAppliesVersionsInOrder(t *testing.T) {
 func testReplicaAppliesVersionsInOrder(t *testing.T, a *inorder.Attempt, readFirst bool) {
 	ctx := context.Background()
 	s, _ := MustOpenStore(t)
-	insert := func(ctx context.Context, t domain.Ticket, _ *inorder.Attempt) (inorder.Outcome, error) { return s.InsertTicket(ctx, t) }
+	insert := func(ctx context.Context, t domain.Ticket, _ *inorder.Attempt) (inorder.Outcome, error) {
+		return s.InsertTicket(ctx, t)
+	}
 	id := primitive.NewObjectID().Hex()
 	v := func(n int64) domain.Ticket { return domain.Ticket{ID: id, Title: "v", Price: float64(n), Version: n} }
 
