@@ -38,7 +38,11 @@ type Cost struct {
 	// (events_duplicates_total), of Deliveries (events_consumed_total).
 	Duplicates float64 `json:"duplicates"`
 	Deliveries float64 `json:"deliveries"`
-	EventsOK   bool    `json:"eventsScraped"`
+	// Published: events the services published (events_published_total);
+	// Redelivered: deliveries the server marked redelivered.
+	Published   float64 `json:"published"`
+	Redelivered float64 `json:"redelivered"`
+	EventsOK    bool    `json:"eventsScraped"`
 }
 
 // cmdCounter counts the commands the bench's own MongoDB client sends, so
@@ -211,6 +215,7 @@ func (b *Bench) finish(ctx context.Context, m mark, h Summary) Cost {
 	if m.evOK {
 		if ev, err := scrapeEvents(ctx, b.api.HC, b.metricsURLs); err == nil {
 			c.Duplicates, c.Deliveries, c.EventsOK = ev.Duplicates-m.events.Duplicates, ev.Deliveries-m.events.Deliveries, true
+			c.Published, c.Redelivered = ev.Published-m.events.Published, ev.Redelivered-m.events.Redelivered
 		}
 	}
 	return c

@@ -224,7 +224,7 @@ func (r *Report) costTables() []table {
 	st := r.Settings
 	ct := table{title: fmt.Sprintf("Until idle: the window, then the tail until every replica holds the last version and the system uses under %.0f%% of a core over %.1f s (cap %.0f s)",
 		st.IdleCores*100, st.IdleWindowS, st.IdleCapS),
-		head: []string{"workload", "conc", "req/s", "p50 ms", "p99 ms", "tail s", "req/s incl. tail", "CPU ms/req", "store cmds/req", "store writes/req", "store other/req", "duplicates", "deliveries", "dup %"}}
+		head: []string{"workload", "conc", "req/s", "p50 ms", "p99 ms", "tail s", "req/s incl. tail", "CPU ms/req", "store cmds/req", "store writes/req", "store other/req", "published", "deliveries", "redelivered", "duplicates", "dup %"}}
 	cpu := table{title: "CPU ms per request, window + tail (system = every process but loadgen)",
 		head: append(append([]string{"workload", "conc"}, r.systemProcs()...), "system", "loadgen")}
 	for _, w := range r.Workloads {
@@ -240,15 +240,16 @@ func (r *Report) costTables() []table {
 				other = f2(float64(c.Store.Other) / float64(c.Requests))
 			}
 		}
-		dups, dels, pct := "-", "-", "-"
+		dups, dels, pct, pubs, redel := "-", "-", "-", "-", "-"
 		if c.EventsOK {
 			dups, dels = fmt.Sprintf("%.0f", c.Duplicates), fmt.Sprintf("%.0f", c.Deliveries)
+			pubs, redel = fmt.Sprintf("%.0f", c.Published), fmt.Sprintf("%.0f", c.Redelivered)
 			if c.Deliveries > 0 {
 				pct = f2(100 * c.Duplicates / c.Deliveries)
 			}
 		}
 		ct.rows = append(ct.rows, []string{w.Name, fmt.Sprint(w.Concurrency), f1(w.HTTP.RPS), f2(w.HTTP.P50ms), f2(w.HTTP.P99ms),
-			tail, f1(c.Throughput), f2(c.SystemCPUms), cmds, writes, other, dups, dels, pct})
+			tail, f1(c.Throughput), f2(c.SystemCPUms), cmds, writes, other, pubs, dels, redel, dups, pct})
 		row := []string{w.Name, fmt.Sprint(w.Concurrency)}
 		for _, p := range r.systemProcs() {
 			row = append(row, f2(c.CPUms[p]))

@@ -41,6 +41,12 @@ func SumMetric(exposition io.Reader, name string) (float64, error) {
 type EventCounts struct {
 	Duplicates float64 // events_duplicates_total
 	Deliveries float64 // events_consumed_total: deliveries handled, any result
+	// Where duplicates come from: publishes acknowledged by the server
+	// (events_published_total, one per event unless a relay published one
+	// again) and deliveries the server marked redelivered
+	// (events_redelivered_total: not acknowledged in time, or a failure).
+	Published   float64
+	Redelivered float64
 }
 
 // scrapeEvents reads /metrics of every URL and sums the event counters.
@@ -71,8 +77,18 @@ func scrapeEvents(ctx context.Context, hc *http.Client, urls []string) (EventCou
 		if err != nil {
 			return c, err
 		}
+		p, err := SumMetric(strings.NewReader(string(body)), "events_published_total")
+		if err != nil {
+			return c, err
+		}
+		r, err := SumMetric(strings.NewReader(string(body)), "events_redelivered_total")
+		if err != nil {
+			return c, err
+		}
 		c.Duplicates += d
 		c.Deliveries += n
+		c.Published += p
+		c.Redelivered += r
 	}
 	return c, nil
 }
