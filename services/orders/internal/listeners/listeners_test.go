@@ -278,6 +278,10 @@ func TestReplicaGapFallsBackToRedelivery(t *testing.T) {
 	r.publish(t, version(id, 1))
 	r.waitReplica(t, want(id, 1), 20*time.Second)
 	took := r.waitReplica(t, want(id, 2), 20*time.Second)
+	// The replica holds version 2 before the handling that wrote it has
+	// returned and been recorded: wait for that.
+	r.rec.wait(t, "the handling that applied version 2", 10*time.Second,
+		func(d delivery) bool { return d.id == id && d.version == 2 && d.err == nil })
 	if d, ok := r.rec.appliedBy(id, 2); !ok || !d.redelivered || d.attempt < 2 {
 		t.Fatalf("version 2 applied by delivery %+v (recorded: %v), want a redelivery", d, ok)
 	}
