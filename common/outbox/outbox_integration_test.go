@@ -486,6 +486,72 @@ func TestFailedCleanupPublishesNothingAgain(t *testing.T) {
 	}
 }
 
+// TestPollsAddNothingToWhatTheRelayHolds: a document whose entry is
+// published, and whose removal is under way, is found pending by polls
+// while the relay's queue is held up behind another document (the broker
+// slow). Once the removal is done and the queue runs, nothing is published
+// again. The relay forgets removed entries at once here: a copy of the
+// document queued by a poll would publish its entry a second time.
+func TestPollsAddNothingToWhatTheRelayHolds(t *testing.T) {
+	coll, polls := monitoredCollection(t, "tickets")
+	n := testenv.NATSStreaming(t)
+	release := make(chan struct{})
+	pub := &countingPublisher{pub: &gatedPublisher{pub: MustConnect(t, n), open: release, free: 1}}
+	r := outbox.NewRelay(coll, pub, testLog(), outbox.Options{PollInterval: 10 * time.Millisecond, Workers: 1})
+	outbox.SetRememberRemoved(r, -1)
+	var removalsFail atomic.Bool
+	removalsFail.Store(true)
+	outbox.SetRemovalFault(r, func() error {
+		if removalsFail.Load() {
+			return errors.New("injected: the store did not answer in time")
+		}
+		return nil
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = r.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	pollsDone := func() int { polls.mu.Lock(); defer polls.mu.Unlock(); return polls.done }
+
+	x := insert(t, coll)
+	r.Notify(x)
+	testenv.Eventually(t, 20*time.Second, "x's entry published", func() bool { return pub.n.Load() == 1 })
+	y := insert(t, coll)
+	r.Notify(y) // its publish waits for release: the queue is held up
+	polls.wait(t, pollsDone()+5) // x is pending: its removal fails for now
+	removalsFail.Store(false)
+	testenv.Eventually(t, 20*time.Second, "x's entry removed", func() bool { return pendingCount(t, coll, x) == 0 })
+	close(release)
+	testenv.Eventually(t, 20*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	// The queue is empty by now; a late copy of x would have gone out
+	// before y's removal. A few more polls for good measure.
+	polls.wait(t, pollsDone()+5)
+	if p := pub.n.Load(); p != 2 {
+		t.Fatalf("%d publishes for 2 entries, want one each", p)
+	}
+}
+
+// gatedPublisher lets the first free publishes through and holds the rest
+// until open is closed.
+type gatedPublisher struct {
+	pub  outbox.Publisher
+	open <-chan struct{}
+	free int64
+	n    atomic.Int64
+}
+
+func (g *gatedPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
+	if g.n.Add(1) <= g.free {
+		return g.pub.PublishRaw(ctx, subject, data)
+	}
+	select {
+	case <-g.open:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.pub.PublishRaw(ctx, subject, data)
+}
+
 func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	n := testenv.NATSStreaming(t)
