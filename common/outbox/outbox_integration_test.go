@@ -517,7 +517,7 @@ func TestPollsAddNothingToWhatTheRelayHolds(t *testing.T) {
 	r.Notify(x)
 	testenv.Eventually(t, 20*time.Second, "x's entry published", func() bool { return pub.n.Load() == 1 })
 	y := insert(t, coll)
-	r.Notify(y) // its publish waits for release: the queue is held up
+	r.Notify(y)                  // its publish waits for release: the queue is held up
 	polls.wait(t, pollsDone()+5) // x is pending: its removal fails for now
 	removalsFail.Store(false)
 	testenv.Eventually(t, 20*time.Second, "x's entry removed", func() bool { return pendingCount(t, coll, x) == 0 })

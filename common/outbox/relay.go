@@ -83,10 +83,10 @@ type Relay struct {
 	retired      []retired                   // of sent: removal confirmed, forgotten after rememberRemoved, oldest first from retiredAt
 	retiredAt    int
 	remember     time.Duration // rememberRemoved; tests shorten it (export_test.go)
-	nextFullPoll time.Time // see fullPollInterval (zero: the first poll); only Run's goroutine uses it
-	stateHigh    int       // the most documents state held since it was last made anew (shrinkState)
-	sentHigh     int       // the same for sent
-	failures     int       // consecutive publish failures; drives the poll backoff
+	nextFullPoll time.Time     // see fullPollInterval (zero: the first poll); only Run's goroutine uses it
+	stateHigh    int           // the most documents state held since it was last made anew (shrinkState)
+	sentHigh     int           // the same for sent
+	failures     int           // consecutive publish failures; drives the poll backoff
 	wake         chan struct{}
 	pollNow      chan struct{}
 
