@@ -72,7 +72,7 @@ type Config struct {
 // Deps are the connections a service is wired on.
 type Deps struct {
 	DB     *mongo.Database // nil when Config.NoDatabase
-	Events *events.Conn // nil when Config.NATS is nil
+	Events *events.Conn    // nil when Config.NATS is nil
 	Log    *slog.Logger
 }
 

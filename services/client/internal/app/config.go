@@ -26,7 +26,7 @@ type Config struct {
 	// each defaulting to APIURL: in Kubernetes the client calls the
 	// Services directly rather than going out to the ingress and back.
 	AuthURL, TicketsURL, OrdersURL, PaymentsURL string
-	APITimeout time.Duration // API_TIMEOUT: bound of one API call
+	APITimeout                                  time.Duration // API_TIMEOUT: bound of one API call
 	// StripePublishableKey (STRIPE_PUBLISHABLE_KEY, pk_...): when set, the
 	// order page collects the card with Stripe.js (Payment Element); when
 	// empty, it offers Stripe's test payment methods (pm_card_visa, ...),
