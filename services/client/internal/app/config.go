@@ -25,8 +25,12 @@ type Config struct {
 	// Per-service bases (AUTH_URL, TICKETS_URL, ORDERS_URL, PAYMENTS_URL),
 	// each defaulting to APIURL: in Kubernetes the client calls the
 	// Services directly rather than going out to the ingress and back.
-	AuthURL, TicketsURL, OrdersURL, PaymentsURL string
-	APITimeout                                  time.Duration // API_TIMEOUT: bound of one API call
+	AuthURL     string
+	TicketsURL  string
+	OrdersURL   string
+	PaymentsURL string
+
+	APITimeout time.Duration // API_TIMEOUT: bound of one API call
 	// StripePublishableKey (STRIPE_PUBLISHABLE_KEY, pk_...): when set, the
 	// order page collects the card with Stripe.js (Payment Element); when
 	// empty, it offers Stripe's test payment methods (pm_card_visa, ...),
