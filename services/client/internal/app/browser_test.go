@@ -306,6 +306,10 @@ func TestSellBuyPay(t *testing.T) {
 		chromedp.WaitVisible("#signout", chromedp.ByQuery), chromedp.Click("#signout", chromedp.ByQuery),
 		chromedp.WaitVisible(`a[href="/auth/signin"]`, chromedp.ByQuery))
 	seller.open("/orders", "#email") // signed out: sent to sign in
+
+	// A ticket that does not exist: the API's 404, said in words.
+	seller.open("/tickets/0123456789abcdef01234567", "#error")
+	seller.wantText("#error", "Not found")
 }
 
 func (u *user) count(sel string) int {
