@@ -63,7 +63,7 @@ func newUser(t *testing.T, s *stack, name string) *user {
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(actx)
 	u := &user{t: t, name: name, ctx: ctx, base: s.URL,
-		email: fmt.Sprintf("%s-%d@test.io", name, time.Now().UnixNano())}
+		email: name + "@example.com"} // each test has its own auth database
 	t.Cleanup(func() {
 		if t.Failed() {
 			u.screenshot(failureDir(), strings.NewReplacer("/", "_").Replace(t.Name())+"-"+name+".png")
