@@ -177,14 +177,18 @@ func session(r *http.Request) api.Session {
 	if c, err := r.Cookie(api.CookieName); err == nil {
 		s.Token = c.Value
 	}
-	// The browser's address goes on the chain, as a proxy would put it, so
-	// that auth's per-client sign-in limit sees the person, not the client.
-	if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header.Get("X-Forwarded-For"); prior != "" {
-			s.ForwardIP = prior + ", " + host
-		} else {
-			s.ForwardIP = host
-		}
+	// auth limits sign-in attempts per client address, taking it from
+	// X-Forwarded-For as appended by the one proxy it trusts
+	// (TRUSTED_PROXIES=1). The client sits behind that same proxy (the
+	// ingress, the local stack's proxy), so it passes the chain on as the
+	// proxy made it: in Kubernetes, where the client calls auth-srv
+	// directly, auth sees the browser's address, not the client's or the
+	// ingress's. (Through the local proxy, which appends again, auth sees
+	// the client's local address, as it sees every local caller's.)
+	if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 {
+		s.ForwardIP = strings.Join(prior, ", ")
+	} else if host, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		s.ForwardIP = host
 	}
 	return s
 }
@@ -508,7 +512,7 @@ type orderPage struct {
 	Cents     int64
 }
 
-func open(status string) bool { return status == "created" || status == "awaiting:payment" }
+func payable(status string) bool { return status == "created" || status == "awaiting:payment" }
 
 func (s *Site) orderPage(r *http.Request, p page) (page, error) {
 	o, err := s.api.GetOrder(r.Context(), session(r), chi.URLParam(r, "id"))
@@ -517,7 +521,7 @@ func (s *Site) orderPage(r *http.Request, p page) (page, error) {
 	}
 	p.Title = "Order for " + o.Ticket.Title
 	p.Data = orderPage{
-		Order: o, Open: open(o.Status), Now: time.Now(),
+		Order: o, Open: payable(o.Status), Now: time.Now(),
 		StripeKey: s.opt.StripePublishableKey, Cards: testCards,
 		Cents: int64(o.Ticket.Price*100 + 0.5),
 	}
