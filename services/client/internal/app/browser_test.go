@@ -27,6 +27,9 @@ import (
 func chromium(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("CHROMIUM"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			t.Fatalf("CHROMIUM=%s: %v", p, err)
+		}
 		return p
 	}
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
@@ -216,6 +219,7 @@ func (u *user) purchase(ticketID string) {
 // is declined, pays; the first user's list loses the ticket while they
 // watch; the ticket's page says it is reserved; an owner edits a ticket.
 func TestSellBuyPay(t *testing.T) {
+	chromium(t) // before the stack: a missing browser fails (or skips) at once
 	s := startStack(t, 10*time.Minute)
 	seller := newUser(t, s, "seller")
 	buyer := newUser(t, s, "buyer")
@@ -324,6 +328,7 @@ func (u *user) count(sel string) int {
 // for sale again.
 func TestUnpaidOrderExpires(t *testing.T) {
 	const window = 15 * time.Second
+	chromium(t)
 	s := startStack(t, window)
 	seller := newUser(t, s, "seller")
 	buyer := newUser(t, s, "buyer")
