@@ -118,7 +118,7 @@ func (s *Site) Mount(r chi.Router) {
 			Message: "This form was sent from another site, so it was refused."}}})
 	}))
 	r.Group(func(r chi.Router) {
-		r.Use(securityHeaders, cop.Handler)
+		r.Use(securityHeaders, cop.Handler, limitBody)
 		r.Get("/", s.index)
 		r.Get("/partials/tickets", s.ticketsPartial)
 		r.Get("/auth/signup", s.authForm("signup"))
@@ -156,6 +156,19 @@ func securityHeaders(next http.Handler) http.Handler {
 			"img-src 'self' data:; style-src 'self' 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "same-origin")
+		next.ServeHTTP(w, r)
+	})
+}
+
+// maxForm bounds a form's body: the largest is a ticket's title and price,
+// which the API bounds at 16 KiB anyway.
+const maxForm = 64 << 10
+
+// limitBody caps request bodies; a larger form reads as empty (ParseForm
+// fails) and the API's validation says what is missing.
+func limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxForm)
 		next.ServeHTTP(w, r)
 	})
 }
