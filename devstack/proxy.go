@@ -16,11 +16,14 @@ import (
 )
 
 // newProxy routes by path prefix as the ingress does (/api/users -> auth,
-// ...), serves api/openapi.yaml at /openapi.yaml when that file exists, and
-// answers everything else with the common JSON errors.
+// ..., and every other path to the web client, prefix "/"), serves
+// api/openapi.yaml at /openapi.yaml when that file exists and the list of
+// routes at /_routes. Without the web client, / is that list too and every
+// other path answers with the common JSON errors.
 func newProxy(root string, all []Service, backends map[string]string, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	routes := map[string]string{}
+	var web http.Handler // the web client, when it is part of the stack
 	for _, s := range all {
 		if s.Prefix == "" {
 			continue
@@ -49,6 +52,10 @@ func newProxy(root string, all []Service, backends map[string]string, log *slog.
 			})
 			routes[s.Prefix] = "not running"
 		}
+		if s.Prefix == "/" {
+			web = h
+			continue
+		}
 		mux.Handle(s.Prefix, h)
 		mux.Handle(s.Prefix+"/", h)
 	}
@@ -63,9 +70,15 @@ func newProxy(root string, all []Service, backends map[string]string, log *slog.
 		http.ServeFile(w, r, spec)
 	})
 	mux.HandleFunc("GET /healthz", httpx.Healthz)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+	index := func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteJSON(w, http.StatusOK, map[string]any{"routes": routes, "openapi": "/openapi.yaml"})
-	})
+	}
+	mux.HandleFunc("GET /_routes", index)
+	if web != nil {
+		mux.Handle("/", web)
+		return mux
+	}
+	mux.HandleFunc("GET /{$}", index)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		httpx.WriteError(w, r, log, apperr.ErrNotFound)
 	})

@@ -26,7 +26,7 @@ const DevJWTKey = "dev-only-insecure-jwt-key-change-me"
 // Service is a service the stack knows how to run.
 type Service struct {
 	Name   string // directory under services/ and binary name
-	Prefix string // path the proxy routes to it, as the ingress does; "" for none
+	Prefix string // path the proxy routes to it, as the ingress does; "" for none; "/" for everything else (the web client)
 }
 
 // DefaultServices are the services of the system, in start order.
@@ -36,6 +36,9 @@ var DefaultServices = []Service{
 	{Name: "orders", Prefix: "/api/orders"},
 	{Name: "expiration"},
 	{Name: "payments", Prefix: "/api/payments"},
+	// Last: the web client calls the others through the proxy, as a
+	// browser does, and serves every path no API prefix takes.
+	{Name: "client", Prefix: "/"},
 }
 
 // Options configures Run. The zero value of a port means "any free port".
@@ -211,6 +214,15 @@ func runStack(ctx context.Context, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	// The proxy's address is known before the services start: the web
+	// client is told to call the APIs through it (API_URL).
+	ln := o.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.Addr); err != nil {
+			return fmt.Errorf("proxy: %w", err)
+		}
+	}
+	proxyURL := "http://" + ln.Addr().String()
 	backends := map[string]string{} // service name -> base URL
 	for _, s := range svcs {
 		port, err := freePort()
@@ -231,8 +243,11 @@ func runStack(ctx context.Context, o Options) (err error) {
 		if v, ok := lookup(o.BaseEnv, "LOG_FORMAT"); !ok || v == "" {
 			env = append(env, "LOG_FORMAT=text")
 		}
-		if s.Name == "payments" {
+		switch s.Name {
+		case "payments":
 			env = append(env, stripeEnv...)
+		case "client":
+			env = append(env, "API_URL="+proxyURL)
 		}
 		if err := sup.start(s.Name, o.Root, env, bins[s.Name]); err != nil {
 			return err
@@ -241,12 +256,6 @@ func runStack(ctx context.Context, o Options) (err error) {
 		log.Info("service started", "service", s.Name, "url", backends[s.Name], "pid", sup.pid(s.Name))
 	}
 
-	ln := o.Listener
-	if ln == nil {
-		if ln, err = net.Listen("tcp", o.Addr); err != nil {
-			return fmt.Errorf("proxy: %w", err)
-		}
-	}
 	proxy := newProxy(o.Root, o.Services, backends, log)
 	pctx, stopProxy := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopProxy()
@@ -254,7 +263,7 @@ func runStack(ctx context.Context, o Options) (err error) {
 	go func() { proxyDone <- serveProxy(pctx, ln, proxy, log) }()
 	go func() {
 		if err := waitHealthy(ctx, backends, sup); err == nil {
-			log.Info("dev stack ready", "url", "http://"+ln.Addr().String(), "services", names(svcs))
+			log.Info("dev stack ready", "url", proxyURL, "services", names(svcs))
 		}
 	}()
 

@@ -22,9 +22,13 @@ import (
 // root is the repository root, seen from this package's directory.
 const root = ".."
 
-// services are the five Go services; each has an image (services/Dockerfile), a Deployment
-// <name>-depl, a Service <name>-srv and its own MongoDB.
-var services = []string{"auth", "tickets", "orders", "expiration", "payments"}
+// services are the six Go services; each has an image (services/Dockerfile), a Deployment
+// <name>-depl and a Service <name>-srv; all but the web client have their own MongoDB.
+var services = []string{"auth", "tickets", "orders", "expiration", "payments", "client"}
+
+// hasDatabase reports whether the service has its own MongoDB (the web
+// client has none: it calls the APIs).
+func hasDatabase(name string) bool { return name != "client" }
 
 // manifests is every object of infra/k8s, decoded strictly.
 type manifests struct {

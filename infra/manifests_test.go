@@ -23,12 +23,13 @@ import (
 func TestManifestsDecodeStrictly(t *testing.T) {
 	m := loadManifests(t)
 	for _, name := range services {
-		for _, key := range []string{
-			"Deployment/" + name + "-depl",
-			"Service/" + name + "-srv",
-			"StatefulSet/" + name + "-mongo",
-			"Service/" + name + "-mongo-srv",
-		} {
+		keys := []string{"Deployment/" + name + "-depl", "Service/" + name + "-srv"}
+		if hasDatabase(name) {
+			keys = append(keys, "StatefulSet/"+name+"-mongo", "Service/"+name+"-mongo-srv")
+		} else if _, ok := m.files["StatefulSet/"+name+"-mongo"]; ok {
+			t.Errorf("%s has no database, but StatefulSet/%s-mongo exists", name, name)
+		}
+		for _, key := range keys {
 			if _, ok := m.files[key]; !ok {
 				t.Errorf("%s is missing", key)
 			}
@@ -254,6 +255,7 @@ func TestIngress(t *testing.T) {
 		"/api/tickets":  "tickets-srv",
 		"/api/orders":   "orders-srv",
 		"/api/payments": "payments-srv",
+		"/":             "client-srv",
 	} {
 		if got := routes[path]; got != svc {
 			t.Errorf("%s routed to %q, want %q", path, got, svc)
@@ -474,7 +476,11 @@ func TestServiceEnvironment(t *testing.T) {
 			continue
 		}
 		vars := env(d.Spec.Template.Spec.Containers[0])
-		if uri := vars["MONGO_URI"].Value; uri != fmt.Sprintf("mongodb://%s-mongo-srv:27017", name) {
+		if !hasDatabase(name) {
+			if _, ok := vars["MONGO_URI"]; ok {
+				t.Errorf("%s: MONGO_URI set for a service without a database", d.Name)
+			}
+		} else if uri := vars["MONGO_URI"].Value; uri != fmt.Sprintf("mongodb://%s-mongo-srv:27017", name) {
 			t.Errorf("%s: MONGO_URI %q is not its own MongoDB", d.Name, uri)
 		}
 		if _, ok := vars["NATS_URL"]; ok {
@@ -550,6 +556,26 @@ func TestPinned(t *testing.T) {
 	} {
 		if got := pinned(image) == nil; got != ok {
 			t.Errorf("pinned(%q) = %v, want %v", image, got, ok)
+		}
+	}
+}
+
+// The web client reaches each API at its Service, on the port the Service
+// serves (the in-cluster path of the routes the ingress exposes).
+func TestClientReachesTheAPIs(t *testing.T) {
+	m := loadManifests(t)
+	d, ok := m.deployments["client-depl"]
+	if !ok {
+		t.Fatal("Deployment/client-depl is missing")
+	}
+	vars := env(d.Spec.Template.Spec.Containers[0])
+	for v, svc := range map[string]string{"AUTH_URL": "auth", "TICKETS_URL": "tickets", "ORDERS_URL": "orders", "PAYMENTS_URL": "payments"} {
+		want := "http://" + svc + "-srv:3000"
+		if got := vars[v].Value; got != want {
+			t.Errorf("client-depl: %s = %q, want %q", v, got, want)
+		}
+		if s, ok := m.services[svc+"-srv"]; !ok || !hasPort(s, 3000) {
+			t.Errorf("client-depl: %s names Service %s-srv, which does not serve port 3000", v, svc)
 		}
 	}
 }

@@ -60,6 +60,10 @@ type Config struct {
 	Port     int    // when Run is given no listener
 	MongoURI string
 	MongoDB  string
+	// NoDatabase: a service without a database (the web client); no
+	// MongoDB is connected and Deps.DB is nil. Explicit, so that a service
+	// with a database and an empty MongoURI still fails at start.
+	NoDatabase bool
 	// NATS is nil for a service without events (auth).
 	NATS          *events.Config
 	ShutdownGrace time.Duration
@@ -67,8 +71,8 @@ type Config struct {
 
 // Deps are the connections a service is wired on.
 type Deps struct {
-	DB     *mongo.Database
-	Events *events.Conn // nil when Config.NATS is nil
+	DB     *mongo.Database // nil when Config.NoDatabase
+	Events *events.Conn    // nil when Config.NATS is nil
 	Log    *slog.Logger
 }
 
@@ -112,16 +116,24 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger, wir
 		cfg.Port = DefaultPort
 	}
 
-	client, db, err := mongox.Connect(ctx, cfg.MongoURI, cfg.MongoDB)
-	if err != nil {
-		return fmt.Errorf("mongodb: %w", err)
+	var (
+		db    *mongo.Database
+		ready []httpx.Check
+		err   error
+	)
+	if !cfg.NoDatabase {
+		client, cdb, err := mongox.Connect(ctx, cfg.MongoURI, cfg.MongoDB)
+		if err != nil {
+			return fmt.Errorf("mongodb: %w", err)
+		}
+		defer func() { // 6
+			dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = client.Disconnect(dctx)
+		}()
+		db = cdb
+		ready = append(ready, httpx.Check{Name: CheckMongoDB, Fn: mongox.Ping(client)})
 	}
-	defer func() { // 6
-		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = client.Disconnect(dctx)
-	}()
-	ready := []httpx.Check{{Name: CheckMongoDB, Fn: mongox.Ping(client)}}
 
 	var conn *events.Conn
 	if cfg.NATS != nil {

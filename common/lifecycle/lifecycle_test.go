@@ -232,3 +232,51 @@ func TestShutdownLetsHandlersFinish(t *testing.T) {
 		t.Fatalf("steps %v, want the handler done, then the relay flushed, then stopped", j.steps)
 	}
 }
+
+// TestNoDatabase: a service without a database (the web client) starts
+// with no MongoDB at all, gets a nil Deps.DB, is ready, and stops cleanly;
+// a service with a database and an empty MongoURI still fails at start.
+func TestNoDatabase(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var gotDB atomic.Bool
+	wire := func(ctx context.Context, d lifecycle.Deps) (lifecycle.Parts, error) {
+		gotDB.Store(d.DB != nil)
+		return lifecycle.Parts{Mount: func(r chi.Router) {
+			r.Get("/hello", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "hi") })
+		}}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- lifecycle.Run(ctx, lifecycle.Config{Service: "test", NoDatabase: true}, ln, slog.New(slog.DiscardHandler), wire)
+	}()
+	base := "http://" + ln.Addr().String()
+	testenv.Eventually(t, 10*time.Second, "ready", func() bool {
+		res, err := http.Get(base + "/readyz")
+		if err != nil {
+			return false
+		}
+		res.Body.Close()
+		return res.StatusCode == http.StatusOK
+	})
+	res, err := http.Get(base + "/hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if string(b) != "hi" || gotDB.Load() {
+		t.Fatalf("/hello = %q, DB given = %v; want hi and no DB", b, gotDB.Load())
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+
+	if err := lifecycle.Run(context.Background(), lifecycle.Config{Service: "test"}, nil, slog.New(slog.DiscardHandler), wire); err == nil {
+		t.Fatal("Run with a database and no MongoURI succeeded")
+	}
+}
