@@ -342,9 +342,9 @@ func TestTransientFailuresOutlastMaxDeliveries(t *testing.T) {
 }
 
 // TestMissingPredecessorOutlastsMaxDeliveries: a message whose predecessor
-// is late (ErrEarly, as inorder.ErrGap) is redelivered past MaxDeliveries until it can
-// be applied: dead-lettered, it would be lost, and every later version of
-// its record would wait for it for good.
+// is late (ErrEarly, as inorder.ErrGap) is redelivered past MaxDeliveries
+// until it can be applied: dead-lettered, it would be lost, and every
+// later version of its record would wait for it for good.
 func TestMissingPredecessorOutlastsMaxDeliveries(t *testing.T) {
 	n := testenv.NATSStreaming(t)
 	c := MustConnect(t, n)

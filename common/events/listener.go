@@ -35,9 +35,10 @@ type Subscription struct {
 	// GapGiveUp).
 	MaxDeliveries int
 	// GapGiveUp: a message whose handler reports a missing predecessor
-	// (ErrEarly, such as inorder.ErrGap) is redelivered, whatever MaxDeliveries says, until
-	// this member has seen the predecessor missing for this long; then it
-	// goes to the dead-letter subject (default DefaultGapGiveUp).
+	// (ErrEarly, such as inorder.ErrGap) is redelivered, whatever
+	// MaxDeliveries says, until this member has seen the predecessor
+	// missing for this long; then it goes to the dead-letter subject
+	// (default DefaultGapGiveUp).
 	GapGiveUp time.Duration
 	// Middleware wraps the handler, outermost first.
 	Middleware []Middleware

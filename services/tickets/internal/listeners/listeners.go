@@ -10,7 +10,7 @@
 // the one it depends on (order B's creation while order A, cancelled, still
 // holds the ticket; a cancellation before its creation) waits for it in an
 // inorder.Gate; reservations waiting for the ticket take it in the order
-// their orders were created (inorder.Rank). A creation that waits in vain
+// their orders were created (inorder.Attempt.Rank). A creation that waits in vain
 // (GapWait) falls back to redelivery. A cancellation waits for its creation
 // only briefly (CancelWait) and is then recorded without it
 // (domain.Ticket.ReleaseUnseen): the creation, late or stuck behind another
@@ -152,7 +152,7 @@ func (l *Listeners) applyWithin(ctx context.Context, wait time.Duration, ticketI
 	})
 }
 
-// holder names a ticket's reservation state for the gate (inorder.Needs):
+// holder names a ticket's reservation state for the gate (inorder.Attempt.Needs):
 // "free", or "held:" and the order holding it.
 func holder(orderID string) string {
 	if orderID == "" {
