@@ -211,6 +211,7 @@ func (f *front) close() error {
 type pair struct {
 	f               *front
 	client, backend net.Conn
+	side            net.Conn // to FerretDB, for the parts of split writes (split.go); only requests uses it
 
 	mu      sync.Mutex
 	held    func() // releases the write lock this pair holds, nil if none
@@ -279,6 +280,10 @@ func (f *front) handle(client net.Conn) {
 	p.release(0, true)
 	f.untrack(client)
 	f.untrack(backend)
+	if p.side != nil {
+		p.side.Close()
+		f.untrack(p.side)
+	}
 }
 
 // readClient reads the client's messages into msgs until the client goes
@@ -309,6 +314,12 @@ func (p *pair) requests(ctx context.Context, msgs <-chan []byte) {
 		p.f.count(msg, name)
 		if lname := strings.ToLower(name); reply && writeCommands[lname] {
 			ns := namespaceOf(msg)
+			if b, ok := splitCandidate(msg, lname); ok {
+				if !p.runSplit(ctx, ns, b) {
+					return
+				}
+				continue
+			}
 			sc := writeScope(msg, lname)
 			// Slots before locks: a write holding slots waits only for
 			// writes that hold theirs and are running.

@@ -49,8 +49,8 @@ func (s scope) weight() int64 {
 	}
 }
 
-// maxStatementsWeight caps a write's weight (common/outbox removes at most
-// 8 documents per bulk write for the same reason).
+// maxStatementsWeight caps a write's weight: a larger update or delete is
+// run in parts of this many statements (split.go).
 const maxStatementsWeight = 8
 
 // writeScope returns the scope of write command cmd (lower-case) in msg.

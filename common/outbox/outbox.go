@@ -11,15 +11,14 @@
 // relay publish at once (the HTTP response never waits for the broker);
 // NotifyPending(docID, entries...) does the same without the relay reading
 // the document, when the writer has the document's pending entries (an
-// insert, or UpdatePending). Removals of several documents' published
-// entries go out as one bulk write while the relay is busy, and the
-// removals queued for one document are merged into one statement (a hot
-// document's outbox stays short); publishing does not wait for them
-// unless thousands of documents' removals are queued. A removal waits
-// 25 ms first: a document written again by then (a ticket edited again,
-// an order cancelled right after its creation) has its published entries
-// removed by that write itself (Relay.Published, Replace), which saves the
-// relay's statement. A poll picks
+// insert, or UpdatePending). The removals of many documents' published
+// entries go out together, as one bulk write per removeBatch documents (or
+// after removeAfter, when fewer are queued), and the removals queued for one
+// document are merged into one statement: cleanup costs a command per batch,
+// not per event. Publishing does not wait for them unless thousands of
+// documents' removals are queued. A document written again meanwhile has
+// its published entries removed by that write itself (Relay.Published,
+// Replace). A poll picks
 // up whatever is left (after a crash, a restart or a NATS outage), with
 // backoff while publishing fails: the entries are in the document before
 // anyone is notified, so a process dying after the write loses nothing.

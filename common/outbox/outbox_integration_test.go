@@ -676,3 +676,43 @@ func TestNotifyPendingPublishesWithoutReading(t *testing.T) {
 		t.Fatalf("published %v, want [0 1]", got)
 	}
 }
+
+// TestCleanupIsAmortised: removing published entries costs a command per
+// batch of documents, not one per event, for documents that are never
+// written again: 300 tickets created one after another, each notified as a
+// service does, are published and removed in at most 30 update commands
+// (counted by the driver's command monitor, not timed). With a command per
+// 8 documents, as before, it took 38 or more.
+func TestCleanupIsAmortised(t *testing.T) {
+	name := "amortised"
+	var updates atomic.Int64
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		if coll, ok := e.Command.Lookup("update").StringValueOK(); ok && e.CommandName == "update" && coll == name {
+			updates.Add(1)
+		}
+	}}
+	m := testenv.Mongo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := mongo.Connect(ctx, options.Client().ApplyURI(m.URI).SetMonitor(mon))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	coll := c.Database(m.Database).Collection(name)
+	pub := &countingPublisher{pub: MustConnect(t, testenv.NATSStreaming(t))}
+	r, _ := MustRunRelay(t, coll, pub, outbox.Options{})
+
+	const docs = 300
+	for range docs {
+		r.Notify(insert(t, coll))
+	}
+	testenv.Eventually(t, 60*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	if p := pub.n.Load(); p != docs {
+		t.Fatalf("%d publishes for %d entries, want one each", p, docs)
+	}
+	if u := updates.Load(); u > docs/10 {
+		t.Fatalf("%d update commands removed the entries of %d documents, want at most %d (one per ten)", u, docs, docs/10)
+	}
+	t.Logf("%d update commands for %d documents", updates.Load(), docs)
+}

@@ -98,7 +98,6 @@ type Relay struct {
 	removeQueue []*pull
 	removeByID  map[any]*pull
 	removing    map[any]int
-	retryRemove chan struct{} // a failed removal was queued again (see removeBatch)
 
 	// removeFault, if set (by tests: see export_test.go), is called before
 	// each removal command; an error fails the removal as the store would.
@@ -131,12 +130,16 @@ type pull struct {
 	at      time.Time // queued (the first of merged ones)
 }
 
-// removeDelay is how long a published entry waits before the relay
-// removes it: time for the document's next write, if it comes soon, to
-// remove it in passing (Published), which saves the relay's statement.
-// A ticket edited or reserved and released in quick succession, an order
-// created and then cancelled, are written again within milliseconds.
-const removeDelay = 25 * time.Millisecond
+// removeAfter is how long the removal of a published entry may wait for
+// others to share its command (removeBatch): cleanup costs a command per
+// batch, not per event, at any rate above a few events a second. A document
+// written again meanwhile (a ticket edited or reserved and released, an
+// order cancelled after its creation) has its published entries removed by
+// that write itself (Relay.Published, Replace), which saves its statement.
+// Until then a published entry only costs space in its document, and the
+// poll skips it (handling). A relay that stops removes what it has queued;
+// one that crashes leaves its published entries to be published again.
+const removeAfter = 2 * time.Second
 
 // NewRelay returns a relay for coll; call Run to start it. Document ids
 // passed to Notify must be comparable (ObjectID, string, number).
@@ -156,8 +159,9 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 		pollNow: make(chan struct{}, 1),
 		pulls:   make(chan pull, 1024),
 
-		retryRemove: make(chan struct{}, 1),
-		remember:    rememberRemoved,
+		removeByID: map[any]*pull{},
+		removing:   map[any]int{},
+		remember:   rememberRemoved,
 	}
 }
 
@@ -537,13 +541,13 @@ func (r *Relay) wasSent(eid primitive.ObjectID) bool {
 	return ok
 }
 
-// maxPullBatch bounds the documents of one removal command. Small on
-// purpose: FerretDB v1 (the stand-in) keeps every statement's query open,
-// holding one of its 50 PostgreSQL connections, until the whole update
-// command returns, so a bulk of ~50 statements deadlocks the stand-in (seen
-// at 64 concurrent POSTs), and a few relays' bulks at once must stay well
-// below the pool size.
-const maxPullBatch = 8
+// removeBatch is how many documents' removals one command carries: the
+// remover sends one as soon as this many are queued, or when the oldest
+// queued has waited removeAfter. MongoDB runs a bulk write statement by
+// statement; a batch of 128 single-document updates is one round trip and
+// one command. (The FerretDB stand-in runs it in parts of a few statements:
+// see standin/split.go.)
+const removeBatch = 128
 
 // removers bounds the removal commands in flight at once. Removal is
 // cleanup: until it runs, a published entry only costs space in its
@@ -568,18 +572,14 @@ const maxQueuedRemovals = 1024
 // tried again.
 const removeRetryDelay = time.Second
 
-// remove removes published entries. The removals queued while the
-// commands in flight run are merged per document (one statement takes
-// away all of a document's published entries, however many publishes
-// queued them) and go out as unordered bulk writes of up to maxPullBatch
-// documents, at most removers commands at a time: a busy relay does one
-// removal round trip for many documents and many entries, and a publish
-// never waits for a removal. Until stop is closed; then it flushes what is
-// queued and waits for the removals in flight.
+// remove removes published entries, one command at a time (removers):
+// the removals queued meanwhile are merged per document (one statement
+// takes away all of a document's published entries, however many publishes
+// queued them) and go out removeBatch documents to an unordered bulk write,
+// when that many are queued or the oldest has waited removeAfter. A publish
+// never waits for a removal unless maxQueuedRemovals documents' removals
+// are queued. Until stop is closed; then it removes what is queued.
 func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
-	slots := make(chan struct{}, removers)
-	var inFlight sync.WaitGroup
-	defer inFlight.Wait()
 	add := func(p pull) {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -590,9 +590,6 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 		}
 		q := &p
 		q.at = time.Now()
-		if r.removeByID == nil {
-			r.removeByID, r.removing = map[any]*pull{}, map[any]int{}
-		}
 		r.removeByID[p.id] = q
 		r.removeQueue = append(r.removeQueue, q)
 	}
@@ -620,15 +617,20 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 			}
 		}
 	}
-	// send takes a slot (held: the caller acquired it) and removes the
-	// first maxPullBatch queued documents in the background; false if
-	// there were none (the slot is given back).
-	send := func(due time.Time) bool {
+	// untilDue: how long until the next command is due (0: now); the
+	// queue is not empty.
+	untilDue := func() time.Duration {
 		r.mu.Lock()
-		n := 0
-		for n < min(len(r.removeQueue), maxPullBatch) && !r.removeQueue[n].at.After(due) {
-			n++
+		defer r.mu.Unlock()
+		if len(r.removeQueue) >= removeBatch {
+			return 0
 		}
+		return time.Until(r.removeQueue[0].at.Add(removeAfter))
+	}
+	// send removes the first removeBatch queued documents' entries.
+	send := func() {
+		r.mu.Lock()
+		n := min(len(r.removeQueue), removeBatch)
 		batch := make([]pull, 0, n)
 		for _, q := range r.removeQueue[:n] {
 			delete(r.removeByID, q.id)
@@ -645,85 +647,53 @@ func (r *Relay) remove(ctx context.Context, stop <-chan struct{}) {
 		}
 		r.mu.Unlock()
 		if len(batch) == 0 {
-			<-slots
-			return n > 0
+			return
 		}
-		inFlight.Add(1)
-		go func() {
-			defer func() { <-slots; inFlight.Done() }()
-			r.removeBatch(ctx, batch)
-			r.mu.Lock()
-			for _, p := range batch {
-				if r.removing[p.id]--; r.removing[p.id] <= 0 {
-					delete(r.removing, p.id)
-				}
-			}
-			r.mu.Unlock()
-		}()
-		return true
-	}
-	flush := func() {
-		for {
-			drain()
-			if queued() == 0 {
-				return
-			}
-			slots <- struct{}{}
-			send(time.Now().Add(time.Hour)) // everything, delay or not
-		}
-	}
-	// untilDue is how long until the oldest queued removal is due.
-	untilDue := func() time.Duration {
+		r.removeBatch(ctx, batch)
 		r.mu.Lock()
-		defer r.mu.Unlock()
-		if len(r.removeQueue) == 0 {
-			return 0
+		for _, p := range batch {
+			if r.removing[p.id]--; r.removing[p.id] <= 0 {
+				delete(r.removing, p.id)
+			}
 		}
-		return time.Until(r.removeQueue[0].at.Add(removeDelay))
+		r.mu.Unlock()
 	}
-	delay := time.NewTimer(time.Hour)
-	delay.Stop()
-	defer delay.Stop()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	defer timer.Stop()
 	for {
+		drain()
 		if queued() == 0 {
 			select {
 			case p := <-r.pulls:
 				add(p)
-			case <-r.retryRemove:
-			case <-stop:
-				flush()
-				return
-			}
-		}
-		if d := untilDue(); d > 0 {
-			delay.Reset(d)
-			select {
-			case <-delay.C:
-			case p := <-pulls():
-				add(p)
-				delay.Stop()
 				continue
 			case <-stop:
-				flush()
-				return
 			}
-		}
-		// Wait for a slot, taking in removals meanwhile, so that the batch
-		// holds what queued while every slot was busy.
-	wait:
-		for {
+		} else if d := untilDue(); d > 0 {
+			timer.Reset(d)
 			select {
-			case slots <- struct{}{}:
-				break wait
+			case <-timer.C:
+				send()
+				continue
 			case p := <-pulls():
 				add(p)
 			case <-stop:
-				flush()
-				return
 			}
+			timer.Stop()
+		} else {
+			send()
+			continue
 		}
-		drain()
-		send(time.Now().Add(-removeDelay))
+		select {
+		case <-stop:
+			// The workers are done: remove everything queued.
+			for drain(); queued() > 0; drain() {
+				send()
+			}
+			return
+		default:
+		}
 	}
 }
 
@@ -736,10 +706,9 @@ func (r *Relay) queueAgain(p pull, due time.Time) {
 		return
 	}
 	q := &p
-	q.at = due.Add(-removeDelay) // due at q.at + removeDelay, see untilDue
+	q.at = due.Add(-removeAfter) // due at q.at + removeAfter, see untilDue
 	r.removeByID[p.id] = q
 	r.removeQueue = append(r.removeQueue, q)
-	signal(r.retryRemove)
 }
 
 // Trim is what a writer may remove of a document's outbox in its next
@@ -804,7 +773,7 @@ func (r *Relay) Dropped(docID any, ids []primitive.ObjectID) {
 		q.entries, q.ids = entries, qids
 		if len(q.ids) == 0 {
 			// Nothing left to remove: out of the queue, so that the
-			// document's next removal waits its own removeDelay.
+			// document's next removal waits its own removeAfter.
 			delete(r.removeByID, docID)
 			if i := slices.Index(r.removeQueue, q); i >= 0 {
 				r.removeQueue = slices.Delete(r.removeQueue, i, i+1)
