@@ -16,22 +16,20 @@
 // field by the same single-document write as the state change; the
 // common/outbox relay publishes and removes them.
 //
-// Concurrency. Update reads an order, lets a closure apply the domain's
-// rules, and writes back only if the order's internal revision ("rev") is
-// still the one read, retrying on a lost race. rev is bumped on every write;
-// the replicated "version" only when the domain says so (see package domain).
-// The first attempt uses the state this process last wrote of the order,
-// when it has it (mongox.Recent), instead of reading it: a cancellation
-// or completion right after the creation then costs one round trip. The
-// conditional write proves that state current; a mismatch, or a closure
-// that refuses it or finds nothing to do, falls back to a read.
+// Concurrency. Every order write goes through outbox.Records, the
+// compare-and-swap over a record and its outbox that every service's store
+// uses: Update lets a closure apply the domain's rules and writes back only
+// if the order's revision is still the one the closure saw, retrying on a
+// lost race. The replicated "version" moves only when the domain says so
+// (see package domain). The first attempt runs on the state this process
+// last wrote, without a read: a cancellation or completion right after the
+// creation costs one round trip.
 package store
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync/atomic"
 	"time"
 
@@ -61,35 +59,17 @@ const maxAttempts = 20
 type Store struct {
 	orders  *mongo.Collection
 	tickets *mongo.Collection
-	notify  func(docID any, pending ...outbox.Entry)
-	recent  *mongox.Recent[primitive.ObjectID, orderDoc] // the state last written of recent orders
-	reads   atomic.Int64                                 // orders read by Update, for tests
-	tReads  atomic.Int64                                 // replica tickets read by ApplyTicketUpdate, for tests
-	trim    outbox.Trimmer                               // the notifier, when it is one; see SetTrimmer
+	records *outbox.Records[orderDoc] // every order write: the compare-and-swap over an order and its outbox
+	tReads  atomic.Int64              // replica tickets read by ApplyTicketUpdate, for tests
 }
-
-// SetTrimmer lets Update remove an order's published outbox entries in its
-// own write when it writes on the remembered state (whose outbox is exact):
-// an order cancelled right after its creation takes the creation's entry
-// with it instead of costing the relay a removal. New sets it when its
-// notifier is a Trimmer; call before use.
-func (s *Store) SetTrimmer(t outbox.Trimmer) { s.trim = t }
-
-// recentOrders bounds the remembered orders (about 200 bytes each).
-const recentOrders = 1024
 
 // New returns a Store on db. n, when not nil, is told an order's _id and
 // its pending outbox entries as stored right after every write that queued
 // events (an *outbox.Relay: it publishes them without reading the order).
 func New(db *mongo.Database, n outbox.Notifier) *Store {
-	notify := func(any, ...outbox.Entry) {}
-	if n != nil {
-		notify = n.NotifyPending
-	}
-	s := &Store{orders: db.Collection(OrdersCollection), tickets: db.Collection(TicketsCollection), notify: notify,
-		recent: mongox.NewRecent[primitive.ObjectID, orderDoc](recentOrders)}
-	s.trim, _ = n.(outbox.Trimmer)
-	return s
+	orders := db.Collection(OrdersCollection)
+	return &Store{orders: orders, tickets: db.Collection(TicketsCollection),
+		records: outbox.NewRecords[orderDoc](orders, n, "Order was changed concurrently, try again")}
 }
 
 // Orders is the orders collection (the outbox relay works on it).
@@ -115,12 +95,8 @@ type orderDoc struct {
 	Status      string             `bson:"status"`
 	ExpiresAt   time.Time          `bson:"expiresAt"`
 	Version     int64              `bson:"version"`
-	Rev         int64              `bson:"rev"`
 	Reservation string             `bson:"reservation"`
 	CreatedAt   time.Time          `bson:"createdAt"`
-	// Outbox is only known in remembered states (reads leave it out): the
-	// pending entries as of Rev, for SetTrimmer.
-	Outbox []outbox.Entry `bson:"-"`
 }
 
 type ticketDoc struct {
@@ -164,26 +140,14 @@ func (s *Store) Create(ctx context.Context, o *domain.Order) error {
 	if !ok || !ok2 {
 		return fmt.Errorf("store: create order with malformed ids %q, %q", o.ID, o.Ticket.ID)
 	}
-	entries, err := entriesOf(o.Pending())
-	if err != nil {
-		return err
-	}
 	d := orderDoc{ID: id, UserID: o.UserID, TicketID: tid, Status: string(o.Status), ExpiresAt: o.ExpiresAt,
-		Version: o.Version, Rev: 0, Reservation: reservation(o), CreatedAt: time.Now().UTC(), Outbox: entries}
-	doc := bson.M{
-		"_id": d.ID, "userId": d.UserID, "ticketId": d.TicketID, "status": d.Status,
-		"expiresAt": d.ExpiresAt, "version": d.Version, "rev": d.Rev,
-		"reservation": d.Reservation, "createdAt": d.CreatedAt, outbox.Field: entries,
-		outbox.PendingField: int64(len(entries)),
-	}
-	if _, err := s.orders.InsertOne(ctx, doc); err != nil {
+		Version: o.Version, Reservation: reservation(o), CreatedAt: time.Now().UTC()}
+	if err := s.records.Insert(ctx, d, o.Pending()...); err != nil {
 		if mongox.IsDuplicateKey(err) {
 			return domain.ErrTicketReserved
 		}
-		return mongox.Classify(err)
+		return err
 	}
-	s.recent.Put(d.ID, d.Rev, d)
-	s.notify(id, entries...) // a new document: its outbox is exactly these
 	return nil
 }
 
@@ -279,113 +243,18 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Order) er
 	if !ok {
 		return apperr.ErrNotFound
 	}
-	useRecent := true
-	for attempt := 0; attempt < maxAttempts; attempt++ {
-		d, remembered, err := s.recent.GetOr(oid, &useRecent, func() (orderDoc, error) {
-			s.reads.Add(1)
-			return s.findOrder(ctx, id)
-		})
-		if err != nil {
-			return err
-		}
+	_, err := s.records.Update(ctx, oid, func(d *orderDoc) ([]events.Event, error) {
 		o := d.domain()
-		before := *o
 		if err := fn(o); err != nil {
-			if remembered {
-				attempt--
-				continue // judged on the remembered state: judge the stored one
-			}
-			return err
+			return nil, err
 		}
-		pending := o.Pending()
-		if len(pending) == 0 && o.Status == before.Status && o.Version == before.Version && o.ExpiresAt.Equal(before.ExpiresAt) {
-			if remembered {
-				attempt--
-				continue // "nothing to do" holds only for the stored state
-			}
-			return nil
-		}
-		entries, err := entriesOf(pending)
-		if err != nil {
-			return err
-		}
-		update := bson.M{
-			"$set": bson.M{
-				"status": string(o.Status), "version": o.Version, "expiresAt": o.ExpiresAt,
-				"reservation": reservation(o),
-			},
-		}
-		// Only if rev is still the one read (and rev+1 then).
-		filter := bson.M{"_id": d.ID, "rev": d.Rev}
-		var trim outbox.Trim
-		trimmed := false
-		if s.trim != nil && remembered && len(entries) > 0 && len(d.Outbox) > 0 {
-			trim, trimmed = s.trim.Published(d.ID, d.Outbox)
-		}
-		if trimmed {
-			// The published entries go in this write: the outbox as the
-			// remembered state knows it, exactly, given this count.
-			update = outbox.Replace(update, trim.Keep, entries...)
-			update["$inc"] = bson.M{}
-			filter[outbox.PendingField] = trim.Pending
-		} else {
-			// $push, never a plain $set: the relay may be removing
-			// published entries meanwhile.
-			update = outbox.Push(update, entries...)
-		}
-		var written bool
-		stored := d.Outbox // unchanged by a write without entries
-		if len(entries) == 0 {
-			written, err = mongox.UpdateCounted(ctx, s.orders, d.ID, "rev", d.Rev, update)
-		} else {
-			// The conditional write, returning the outbox as stored after
-			// it, for the relay to publish from without a read. Into
-			// Push's $inc (it counts the pending entries), not over it.
-			update["$inc"].(bson.M)["rev"] = int64(1)
-			stored, written, err = outbox.UpdatePending(ctx, s.orders, filter, update)
-			if err != nil && !mongox.IsDuplicateKey(err) {
-				err = mongox.Classify(err)
-			}
-		}
-		if err != nil {
-			s.recent.Forget(d.ID, d.Rev)
-			if mongox.IsDuplicateKey(err) {
-				return domain.ErrTicketReserved
-			}
-			return err
-		}
-		if written {
-			w := d
-			w.Status, w.Version, w.ExpiresAt, w.Reservation, w.Rev = string(o.Status), o.Version, o.ExpiresAt, reservation(o), d.Rev+1
-			w.Outbox = slices.Clone(stored)
-			s.recent.Put(w.ID, w.Rev, w)
-			if trimmed {
-				s.trim.Dropped(d.ID, trim.Drop)
-			}
-			if len(entries) > 0 {
-				s.notify(d.ID, stored...)
-			}
-			return nil
-		}
-		s.recent.Forget(d.ID, d.Rev)
-		if remembered {
-			attempt-- // the remembered state was not current: read it
-		}
-		// Lost a race with another writer: reload and decide again.
+		d.Status, d.Version, d.ExpiresAt, d.Reservation = string(o.Status), o.Version, o.ExpiresAt, reservation(o)
+		return o.Pending(), nil
+	})
+	if mongox.IsDuplicateKey(err) {
+		return domain.ErrTicketReserved
 	}
-	return apperr.New(apperr.Conflict, "Order was changed concurrently, try again")
-}
-
-func entriesOf(evs []events.Event) ([]outbox.Entry, error) {
-	entries := make([]outbox.Entry, 0, len(evs))
-	for _, e := range evs {
-		en, err := outbox.NewEntry(e)
-		if err != nil {
-			return nil, fmt.Errorf("store: outbox entry for %s: %w", e.Subject(), err)
-		}
-		entries = append(entries, en)
-	}
-	return entries, nil
+	return err
 }
 
 // Ticket returns the replica of ticket id; apperr.ErrNotFound when orders

@@ -24,9 +24,14 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 // MustOpenStore returns a Store on a fresh database with its indexes.
 func MustOpenStore(tb testing.TB) (*store.Store, *mongo.Database) {
+	return mustOpenStoreWith(tb, nil)
+}
+
+// mustOpenStoreWith opens a store whose writes tell n (see store.New).
+func mustOpenStoreWith(tb testing.TB, n outbox.Notifier) (*store.Store, *mongo.Database) {
 	tb.Helper()
 	db := testenv.MongoDatabase(tb)
-	s := store.New(db, nil)
+	s := store.New(db, n)
 	if err := s.EnsureIndexes(context.Background()); err != nil {
 		tb.Fatal(err)
 	}
@@ -373,6 +378,8 @@ func (p *publishedAll) Published(_ any, pending []outbox.Entry) (outbox.Trim, bo
 
 func (p *publishedAll) Dropped(_ any, ids []primitive.ObjectID) { p.dropped += len(ids) }
 
+func (p *publishedAll) NotifyPending(any, ...outbox.Entry) {}
+
 // An order cancelled right after its creation takes the published
 // creation's entry out in the cancellation's write; with a count that does
 // not match what is stored, the write does not match, and the cancellation
@@ -386,9 +393,8 @@ func TestCancelRemovesThePublishedCreationEntry(t *testing.T) {
 		dropped int
 	}{{"exact count", 0, 1, 1}, {"wrong count", 1, 2, 0}} {
 		t.Run(c.name, func(t *testing.T) {
-			s, db := MustOpenStore(t)
 			tr := &publishedAll{offset: c.offset}
-			s.SetTrimmer(tr)
+			s, db := mustOpenStoreWith(t, tr)
 			tk := mustTicket(t, s, "concert", 20)
 			o := domain.NewOrder(s.NewID(), "u", tk, time.Now(), time.Minute)
 			if err := s.Create(ctx, o); err != nil {

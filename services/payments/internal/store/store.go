@@ -47,18 +47,16 @@ func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("payments index: %w", mongox.Classify(err))
 	}
-	return &Store{Orders: &Orders{coll: db.Collection(OrdersCollection),
-		recent: mongox.NewRecent[string, orderDoc](recentOrders)}, Payments: p}, nil
+	orders := db.Collection(OrdersCollection)
+	return &Store{Orders: &Orders{coll: orders,
+		records: outbox.NewRecords[orderDoc](orders, nil, "The order is being changed concurrently, try again")}, Payments: p}, nil
 }
 
 // Orders is the order replica.
 type Orders struct {
-	coll   *mongo.Collection
-	recent *mongox.Recent[string, orderDoc] // the state last written of recent orders (see Update)
+	coll    *mongo.Collection
+	records *outbox.Records[orderDoc] // every write (see Update)
 }
-
-// recentOrders bounds the remembered orders (about 200 bytes each).
-const recentOrders = 1024
 
 type orderDoc struct {
 	ID        string             `bson:"_id"`
@@ -69,9 +67,6 @@ type orderDoc struct {
 	PaymentID string             `bson:"paymentId,omitempty"`
 	Attempt   int                `bson:"attempt"`
 	Claim     *claimDoc          `bson:"claim,omitempty"`
-	// Rev is this document's own revision for optimistic concurrency of
-	// Update; Version belongs to the orders service.
-	Rev int64 `bson:"rev"`
 }
 
 type claimDoc struct {
@@ -79,9 +74,9 @@ type claimDoc struct {
 	Until time.Time `bson:"until"`
 }
 
-func toDoc(o domain.Order, rev int64) orderDoc {
+func toDoc(o domain.Order) orderDoc {
 	d := orderDoc{ID: o.ID, UserID: o.UserID, Status: o.Status, Price: o.Price, Version: o.Version,
-		PaymentID: o.PaymentID, Attempt: o.Attempt, Rev: rev}
+		PaymentID: o.PaymentID, Attempt: o.Attempt}
 	if o.Claim != nil {
 		d.Claim = &claimDoc{Token: o.Claim.Token, Until: o.Claim.Until}
 	}
@@ -99,15 +94,11 @@ func (d orderDoc) order() domain.Order {
 
 // Insert stores a new order; an order already known -> domain.ErrStale.
 func (s *Orders) Insert(ctx context.Context, o domain.Order) error {
-	d := toDoc(o, 0)
-	_, err := s.coll.InsertOne(ctx, d)
+	err := s.records.Insert(ctx, toDoc(o))
 	if mongox.IsDuplicateKey(err) {
 		return domain.ErrStale
 	}
-	if err == nil {
-		s.recent.Put(d.ID, d.Rev, d)
-	}
-	return mongox.Classify(err)
+	return err
 }
 
 // Get returns the order or apperr.ErrNotFound.
@@ -125,51 +116,28 @@ func (s *Orders) get(ctx context.Context, id string) (orderDoc, error) {
 	return d, mongox.Classify(err)
 }
 
-// maxUpdateTries bounds optimistic-concurrency retries; contention on one
-// order is a handful of requests and one listener at most.
-const maxUpdateTries = 20
-
 // Update applies fn to the stored order and writes the result only if no
-// other write happened in between (compare-and-swap on rev), retrying
-// otherwise. It is the one place where writes to an order race.
-//
-// The first attempt uses the state this process last wrote of the order
-// (mongox.Recent) instead of reading it: an order:cancelled right after
-// the order:created this process inserted costs one round trip. Only the
-// write decides: if it does not match (another process or request wrote
-// since), or fn refuses the remembered state, the order is read and fn
-// judges the stored state.
+// other write happened in between, retrying otherwise: outbox.Records, the
+// compare-and-swap every store uses. It is the one place where writes to
+// an order race. The first attempt runs on the state this process last
+// wrote (an order:cancelled right after the order:created this process
+// inserted costs one round trip); only the conditional write decides.
 func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) error) (domain.Order, error) {
-	useRecent := true
-	for try := 0; try < maxUpdateTries; try++ {
-		d, remembered, err := s.recent.GetOr(id, &useRecent, func() (orderDoc, error) { return s.get(ctx, id) })
-		if err != nil {
-			return domain.Order{}, err
-		}
+	var out domain.Order
+	var fnErr error // fn's error, returned with the order fn judged
+	_, err := s.records.Update(ctx, id, func(d *orderDoc) ([]events.Event, error) {
 		o := d.order()
-		if err := fn(&o); err != nil {
-			if remembered {
-				try--
-				continue // judged on the remembered state: judge the stored one
-			}
-			return o, err
+		if fnErr = fn(&o); fnErr != nil {
+			out = o
+			return nil, fnErr
 		}
-		w := toDoc(o, d.Rev+1)
-		res, err := s.coll.ReplaceOne(ctx, bson.M{"_id": id, "rev": d.Rev}, w)
-		if err != nil {
-			s.recent.Forget(id, d.Rev)
-			return o, mongox.Classify(err)
-		}
-		if res.MatchedCount == 1 {
-			s.recent.Put(id, w.Rev, w)
-			return o, nil
-		}
-		s.recent.Forget(id, d.Rev)
-		if remembered {
-			try-- // the remembered state was not current: read it
-		}
+		*d, out = toDoc(o), o
+		return nil, nil
+	})
+	if err != nil && err != fnErr {
+		return domain.Order{}, err
 	}
-	return domain.Order{}, apperr.New(apperr.Conflict, "The order is being changed concurrently, try again")
+	return out, err
 }
 
 // Payments stores payments and their events.

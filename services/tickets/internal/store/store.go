@@ -7,25 +7,17 @@
 // publishes them in order afterwards. A crash or a NATS outage between the
 // write and the publish therefore delays an event but never loses it.
 //
-// Concurrency: Update reads the ticket, runs the caller's closure on it and
-// writes back only if the document's revision is still the one read (an
-// optimistic-concurrency check in the one conditional write). When another
-// writer got there first, Update reads the new state and runs the closure
-// again, up to maxAttempts times: two concurrent edits both apply, in turn,
-// with distinct versions, and neither is lost. A caller that must not
-// overwrite a change it has not seen (an HTTP client sending the version it
-// edited) checks the version in its closure (domain.Ticket.ExpectVersion),
-// which then answers 409 on the re-run.
-//
-// Reads saved: the store remembers the state it last wrote of recently
-// written tickets (recent). Update tries its conditional write on that
-// state first, without reading; the write succeeds only if rev is still
-// the remembered one, which proves the state current. If it does not match
-// (another replica or process wrote since), or the closure refuses the
-// remembered state, Update reads the stored state and goes on as above: a
-// decision is never made on a remembered state alone. A ticket edited over
-// and over (a seller's PUTs, a run of reservations) then costs one round
-// trip per change instead of two.
+// Concurrency: every write goes through outbox.Records, the compare-and-
+// swap over a ticket and its outbox that every service's store uses.
+// Update runs the caller's closure on the ticket and writes back only if
+// the document's revision is still the one the closure saw; after a lost
+// race the closure runs again on the new state, so two concurrent edits
+// both apply, in turn, with distinct versions, and neither is lost. A
+// caller that must not overwrite a change it has not seen (an HTTP client
+// sending the version it edited) checks the version in its closure
+// (domain.Ticket.ExpectVersion), which then answers 409 on the re-run. The
+// first attempt runs on the state this process last wrote, without a read;
+// the conditional write proves it current (see outbox.Records).
 //
 // Revision and version: "rev" counts every write of the document and is the
 // concurrency token; "version" counts the changes of the ticket that the
@@ -38,10 +30,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"slices"
 	"sync/atomic"
-	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
@@ -49,6 +39,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
+	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/domain"
@@ -57,38 +48,18 @@ import (
 // Collection is the name of the tickets collection.
 const Collection = "tickets"
 
-// maxAttempts bounds how often Update re-runs its closure after losing a
-// race; each lost race means another writer succeeded, so n concurrent
-// writers on one ticket all get through within n attempts, and only a
-// storm of more than maxAttempts of them gets 409s.
-const maxAttempts = 64
-
 // Store is the ticket repository.
 type Store struct {
-	coll   *mongo.Collection
-	notify outbox.Notifier
-	trim   outbox.Trimmer                          // the notifier, when it is one
-	recent *mongox.Recent[primitive.ObjectID, doc] // the state last written (see the package doc)
-	reads  atomic.Int64                            // ticket reads by id, for tests of recent
-}
-
-// recentSize bounds the remembered tickets (a few hundred bytes each).
-const recentSize = 1024
-
-// remember keeps d (without its outbox, which the relay owns) as the state
-// last written, for the next Update to write on (mongox.Recent).
-func (s *Store) remember(d doc) {
-	d.Outbox = slices.Clone(d.Outbox) // exact as of d.Rev, for trimmable
-	d.Released = slices.Clone(d.Released)
-	s.recent.Put(d.ID, d.Rev, d)
+	coll    *mongo.Collection
+	records *outbox.Records[doc] // every write: the compare-and-swap over a ticket and its outbox
+	reads   atomic.Int64         // tickets read by Get, for tests
 }
 
 // New returns a Store on db's tickets collection. n may be nil (the relay's
 // poll then finds the events).
 func New(db *mongo.Database, n outbox.Notifier) *Store {
-	s := &Store{coll: db.Collection(Collection), notify: n, recent: mongox.NewRecent[primitive.ObjectID, doc](recentSize)}
-	s.trim, _ = n.(outbox.Trimmer)
-	return s
+	coll := db.Collection(Collection)
+	return &Store{coll: coll, records: outbox.NewRecords[doc](coll, n, "The ticket is being changed by others; retry")}
 }
 
 // Coll is the tickets collection, for the outbox relay.
@@ -115,12 +86,8 @@ type doc struct {
 	Price    float64            `bson:"price"`
 	UserID   string             `bson:"userId"`
 	Version  int64              `bson:"version"`
-	Rev      int64              `bson:"rev"`
 	OrderID  string             `bson:"orderId"`
 	Released []string           `bson:"released,omitempty"`
-	Outbox   []outbox.Entry     `bson:"outbox,omitempty"`
-	// OutboxPending counts Outbox (outbox.PendingField).
-	OutboxPending int64 `bson:"outboxPending"`
 }
 
 func (d *doc) ticket() domain.Ticket {
@@ -133,17 +100,10 @@ func (d *doc) ticket() domain.Ticket {
 func (s *Store) Create(ctx context.Context, t domain.Ticket) (domain.Ticket, error) {
 	id := primitive.NewObjectID()
 	t.ID, t.Version = id.Hex(), 0
-	entry, err := outbox.NewEntry(t.Created())
-	if err != nil {
-		return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
+	d := doc{ID: id, Title: t.Title, Price: t.Price, UserID: t.UserID, OrderID: t.OrderID, Released: t.Released}
+	if err := s.records.Insert(ctx, d, t.Created()); err != nil {
+		return domain.Ticket{}, err
 	}
-	d := doc{ID: id, Title: t.Title, Price: t.Price, UserID: t.UserID, OrderID: t.OrderID,
-		Released: t.Released, Outbox: []outbox.Entry{entry}, OutboxPending: 1}
-	if _, err := s.coll.InsertOne(ctx, d); err != nil {
-		return domain.Ticket{}, mongox.Classify(err)
-	}
-	s.remember(d)
-	s.notifyWritten(id, entry) // a new document: its outbox is exactly this entry
 	return t, nil
 }
 
@@ -209,128 +169,29 @@ func (s *Store) Update(ctx context.Context, id string, fn func(*domain.Ticket) e
 	if !ok {
 		return domain.Ticket{}, apperr.ErrNotFound
 	}
-	useRecent := true
-	for lost := 0; lost < maxAttempts; {
-		var d *doc
-		remembered := false
-		var dropped []primitive.ObjectID // published entries the write removes (outbox.Trimmer)
-		var writeFilter bson.M
-		if useRecent {
-			if r, _, ok := s.recent.Get(oid); ok {
-				d, remembered = &r, true
-			}
-			useRecent = false
-		}
-		if d == nil {
-			var err error
-			if d, err = s.get(ctx, oid); err != nil {
-				return domain.Ticket{}, err
-			}
-		}
+	var out domain.Ticket
+	var fnErr error // fn's error, returned with the ticket fn judged
+	_, err := s.records.Update(ctx, oid, func(d *doc) ([]events.Event, error) {
 		read := d.ticket()
 		t := read
-		t.Released = append([]string(nil), read.Released...)
-		if err := fn(&t); err != nil {
-			if remembered {
-				continue // judged on the remembered state: judge the stored one
-			}
-			return read, err
+		t.Released = slices.Clone(read.Released)
+		if fnErr = fn(&t); fnErr != nil {
+			out = read
+			return nil, fnErr
 		}
 		// What fn may not change stays as read.
 		t.ID, t.UserID, t.Version = read.ID, read.UserID, read.Version
-		update := bson.M{"$set": bson.M{"title": t.Title, "price": t.Price, "orderId": t.OrderID, "released": t.Released}}
-		bookkeeping := t.Title == read.Title && t.Price == read.Price && t.OrderID == read.OrderID &&
-			!slices.Equal(t.Released, read.Released)
-		if !bookkeeping {
-			t.Version++
-			update["$inc"] = bson.M{"version": int64(1)}
-			entry, err := outbox.NewEntry(t.Updated())
-			if err != nil {
-				return domain.Ticket{}, apperr.Wrap(apperr.Internal, "encode event", err)
-			}
-			// Only if rev is still the one read (and rev+1 then).
-			filter := bson.M{"_id": oid, "rev": d.Rev}
-			if tr, ok := s.trimmable(oid, d, remembered); ok {
-				// The published entries go in this write (see trimmable).
-				update = outbox.Replace(update, tr.Keep, entry)
-				filter[outbox.PendingField] = tr.Pending
-				dropped = tr.Drop
-			} else {
-				update = outbox.Push(update, entry)
-				dropped = nil
-			}
-			update["$inc"].(bson.M)["rev"] = int64(1)
-			writeFilter = filter
+		d.Title, d.Price, d.OrderID, d.Released = t.Title, t.Price, t.OrderID, t.Released
+		out = t
+		if t.Title == read.Title && t.Price == read.Price && t.OrderID == read.OrderID {
+			return nil, nil // bookkeeping (released orders) or nothing: no version, no event
 		}
-		var written bool
-		var pending []outbox.Entry
-		var err error
-		if bookkeeping {
-			written, err = mongox.UpdateCounted(ctx, s.coll, oid, "rev", d.Rev, update)
-			pending = d.Outbox // unchanged by this write
-		} else {
-			// The conditional write, returning the outbox as stored after
-			// it: the relay publishes from that, without a read.
-			pending, written, err = outbox.UpdatePending(ctx, s.coll, writeFilter, update)
-			err = mongox.Classify(err)
-		}
-		if err != nil {
-			s.recent.Forget(oid, d.Rev)
-			return domain.Ticket{}, err
-		}
-		if !written {
-			s.recent.Forget(oid, d.Rev)
-			if remembered {
-				continue // the remembered state was not current: read it
-			}
-			lost++ // another writer won: re-run fn on what it wrote
-			if err := backoff(ctx, lost); err != nil {
-				return domain.Ticket{}, err
-			}
-			continue
-		}
-		s.remember(doc{ID: oid, Title: t.Title, Price: t.Price, UserID: t.UserID, Version: t.Version,
-			Rev: d.Rev + 1, OrderID: t.OrderID, Released: t.Released, Outbox: pending})
-		if !bookkeeping {
-			if len(dropped) > 0 {
-				s.trim.Dropped(oid, dropped)
-			}
-			s.notifyWritten(oid, pending...)
-		}
-		return t, nil
+		t.Version++
+		d.Version, out = t.Version, t
+		return []events.Event{t.Updated()}, nil
+	})
+	if err != nil && err != fnErr {
+		return domain.Ticket{}, err
 	}
-	return domain.Ticket{}, apperr.New(apperr.Conflict, "The ticket is being changed by others; retry")
-}
-
-// trimmable returns the entries to keep of the outbox of d and the
-// pending count to write on, when this write can remove the published
-// entries itself (outbox.Relay.Published): only on the remembered state,
-// whose outbox is the one this store's last write returned, so a hot
-// ticket's published entries go with its next write instead of costing the
-// relay a removal statement of its own. If the count does not match (a
-// removal ran meanwhile), the write does not match and Update reads.
-func (s *Store) trimmable(id primitive.ObjectID, d *doc, remembered bool) (outbox.Trim, bool) {
-	if s.trim == nil || !remembered || len(d.Outbox) == 0 {
-		return outbox.Trim{}, false
-	}
-	return s.trim.Published(id, d.Outbox)
-}
-
-func (s *Store) notifyWritten(id primitive.ObjectID, pending ...outbox.Entry) {
-	if s.notify != nil {
-		s.notify.NotifyPending(id, pending...)
-	}
-}
-
-// backoff waits a little, randomised so that racing writers spread out.
-func backoff(ctx context.Context, attempt int) error {
-	d := time.Duration(1+rand.IntN(2*min(attempt, 10))) * time.Millisecond
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return apperr.Wrap(apperr.Unavailable, "Request cancelled", ctx.Err())
-	case <-t.C:
-		return nil
-	}
+	return out, err
 }
