@@ -211,7 +211,7 @@ func (f *front) close() error {
 type pair struct {
 	f               *front
 	client, backend net.Conn
-	side            net.Conn // to FerretDB, for the parts of split writes (split.go); only requests uses it
+	sides           [splitParallel]net.Conn // to FerretDB, for the parts of split writes (split.go); under mu
 
 	mu      sync.Mutex
 	held    func() // releases the write lock this pair holds, nil if none
@@ -280,9 +280,11 @@ func (f *front) handle(client net.Conn) {
 	p.release(0, true)
 	f.untrack(client)
 	f.untrack(backend)
-	if p.side != nil {
-		p.side.Close()
-		f.untrack(p.side)
+	for _, c := range p.sides {
+		if c != nil {
+			c.Close()
+			f.untrack(c)
+		}
 	}
 }
 

@@ -3,8 +3,11 @@ package standin
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
@@ -61,48 +64,71 @@ func splitCandidate(msg []byte, cmd string) (bulkToSplit, bool) {
 // connection failed); the parts run so far stay done, as a bulk write
 // interrupted on MongoDB does.
 func (p *pair) runSplit(ctx context.Context, ns string, b bulkToSplit) bool {
-	if p.side == nil {
-		c, err := net.Dial("tcp", p.f.backend)
-		if err != nil {
-			p.f.log.Error("standin: dial backend", "err", err)
-			return false
-		}
-		if !p.f.track(c) {
-			c.Close()
-			return false
-		}
-		p.side = c
-	}
 	partBody := withoutKey(b.body, "txnNumber") // FerretDB v1 has no retryable writes; each part is a command of its own
 	ordered := true
 	if v, ok := b.body.Lookup("ordered").BooleanOK(); ok {
 		ordered = v
 	}
+	nparts := (len(b.stmts) + maxStatementsWeight - 1) / maxStatementsWeight
+	replies := make([][]byte, nparts)
+	run := func(i, conn int) error {
+		off := i * maxStatementsWeight
+		msg := opMsgBytes(b.reqID, partBody, b.seqName, b.stmts[off:min(off+maxStatementsWeight, len(b.stmts))])
+		side, err := p.sideConn(conn)
+		if err != nil {
+			return err
+		}
+		replies[i], err = p.runPart(ctx, ns, b.cmd, msg, side)
+		return err
+	}
+	var err error
+	if ordered {
+		// Part by part, stopping at the first that fails.
+		for i := 0; i < nparts && err == nil; i++ {
+			if err = run(i, 0); err == nil && partFailed(replies[i]) {
+				break
+			}
+		}
+	} else {
+		// splitParallel parts at a time, each on a connection of its own.
+		next := atomic.Int64{}
+		var wg sync.WaitGroup
+		errs := make([]error, splitParallel)
+		for c := range splitParallel {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := int(next.Add(1)) - 1; i < nparts && errs[c] == nil; i = int(next.Add(1)) - 1 {
+					errs[c] = run(i, c)
+				}
+			}()
+		}
+		wg.Wait()
+		err = errors.Join(errs...)
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			p.f.log.Error("standin: split write", "ns", ns, "err", err)
+		}
+		return false
+	}
 	var n, nModified int64
 	var writeErrors, upserted []bson.Raw
 	var writeConcernError bson.Raw
-	for off := 0; off < len(b.stmts); off += maxStatementsWeight {
-		part := b.stmts[off:min(off+maxStatementsWeight, len(b.stmts))]
-		msg := opMsgBytes(b.reqID, partBody, b.seqName, part)
-		reply, err := p.runPart(ctx, ns, b.cmd, msg)
-		if err != nil {
-			if ctx.Err() == nil {
-				p.f.log.Error("standin: split write", "ns", ns, "err", err)
-			}
-			return false
+	for i, reply := range replies {
+		if reply == nil {
+			break // an ordered bulk stopped before this part
 		}
-		rb := bodyOf(reply)
-		if intOf(bson.Raw(rb).Lookup("ok")) != 1 {
+		r := bson.Raw(bodyOf(reply))
+		if intOf(r.Lookup("ok")) != 1 {
 			// The command failed as a whole (not a statement): the
 			// client gets FerretDB's answer.
 			binary.LittleEndian.PutUint32(reply[8:12], uint32(b.reqID))
 			_, err := p.client.Write(reply)
 			return err == nil
 		}
-		r := bson.Raw(rb)
 		n += intOf(r.Lookup("n"))
 		nModified += intOf(r.Lookup("nModified"))
-		failed := false
 		for _, group := range []struct {
 			key string
 			to  *[]bson.Raw
@@ -113,19 +139,13 @@ func (p *pair) runSplit(ctx context.Context, ns string, b bulkToSplit) bool {
 			}
 			vals, _ := arr.Values()
 			for _, v := range vals {
-				d, ok := v.DocumentOK()
-				if !ok {
-					continue
+				if d, ok := v.DocumentOK(); ok {
+					*group.to = append(*group.to, shiftIndex(d, i*maxStatementsWeight))
 				}
-				*group.to = append(*group.to, shiftIndex(d, off))
-				failed = failed || group.key == "writeErrors"
 			}
 		}
 		if wce, ok := r.Lookup("writeConcernError").DocumentOK(); ok && writeConcernError == nil {
 			writeConcernError = wce
-		}
-		if failed && ordered {
-			break
 		}
 	}
 	reply := bson.D{{Key: "n", Value: n}}
@@ -154,7 +174,7 @@ func (p *pair) runSplit(ctx context.Context, ns string, b bulkToSplit) bool {
 
 // runPart sends one part on the side connection in its turn and returns
 // FerretDB's reply.
-func (p *pair) runPart(ctx context.Context, ns, cmd string, msg []byte) ([]byte, error) {
+func (p *pair) runPart(ctx context.Context, ns, cmd string, msg []byte, side net.Conn) ([]byte, error) {
 	sc := writeScope(msg, cmd)
 	w := sc.weight()
 	p.f.waiting.Add(1)
@@ -176,15 +196,47 @@ func (p *pair) runPart(ctx context.Context, ns, cmd string, msg []byte) ([]byte,
 	}()
 	// Once sent, the part runs to its end whatever the client does: its
 	// turn is released only with its reply (see stop in handle).
-	if _, err := p.side.Write(msg); err != nil {
+	if _, err := side.Write(msg); err != nil {
 		return nil, err
 	}
-	p.side.SetReadDeadline(time.Now().Add(drainTimeout))
-	reply, err := readMsg(p.side, nil)
+	side.SetReadDeadline(time.Now().Add(drainTimeout))
+	reply, err := readMsg(side, nil)
 	if err != nil {
 		return nil, fmt.Errorf("reading the reply to a part: %w", err)
 	}
 	return reply, nil
+}
+
+// splitParallel: the parts of an unordered bulk run this many at a time
+// (each in its own turn, on a connection of its own): a relay's cleanup
+// after a burst then uses both cores of a small machine.
+const splitParallel = 2
+
+// sideConn returns the pair's i-th connection of its own to FerretDB,
+// dialled on first use (closed with the pair).
+func (p *pair) sideConn(i int) (net.Conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.sides[i] != nil {
+		return p.sides[i], nil
+	}
+	c, err := net.Dial("tcp", p.f.backend)
+	if err != nil {
+		return nil, fmt.Errorf("dial backend: %w", err)
+	}
+	if !p.f.track(c) {
+		c.Close()
+		return nil, net.ErrClosed
+	}
+	p.sides[i] = c
+	return c, nil
+}
+
+// partFailed reports whether a part's reply has a write error or failed.
+func partFailed(reply []byte) bool {
+	r := bson.Raw(bodyOf(reply))
+	_, hasErrors := r.Lookup("writeErrors").ArrayOK()
+	return hasErrors || intOf(r.Lookup("ok")) != 1
 }
 
 // opMsgBytes encodes an OP_MSG with body and, if seqName is set, one
