@@ -378,12 +378,12 @@ type hangingPublisher struct {
 	left atomic.Int64
 }
 
-func (h *hangingPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
+func (h *hangingPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
 	if h.left.Add(-1) < 0 {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	return h.pub.PublishRaw(ctx, subject, data)
+	return h.pub.PublishMsg(ctx, subject, msgID, data)
 }
 
 func TestRestartedRelayResumesWithoutLosingEntries(t *testing.T) {
@@ -425,8 +425,8 @@ type countingPublisher struct {
 	n   atomic.Int32
 }
 
-func (c *countingPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
-	err := c.pub.PublishRaw(ctx, subject, data)
+func (c *countingPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
+	err := c.pub.PublishMsg(ctx, subject, msgID, data)
 	if err == nil {
 		c.n.Add(1)
 	}
@@ -526,7 +526,7 @@ type slowPublisher struct {
 	delay time.Duration
 }
 
-func (s slowPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
+func (s slowPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
 	t := time.NewTimer(s.delay)
 	defer t.Stop()
 	select {
@@ -534,7 +534,7 @@ func (s slowPublisher) PublishRaw(ctx context.Context, subject string, data []by
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.pub.PublishRaw(ctx, subject, data)
+	return s.pub.PublishMsg(ctx, subject, msgID, data)
 }
 
 func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
