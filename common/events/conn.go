@@ -215,6 +215,9 @@ func (c Config) withDefaults() Config {
 	if c.Stream.DuplicateWindow <= 0 {
 		c.Stream.DuplicateWindow = DefaultStreamDuplicateWindow
 	}
+	if c.Stream.MaxAge > 0 && c.Stream.DuplicateWindow > c.Stream.MaxAge {
+		c.Stream.DuplicateWindow = c.Stream.MaxAge // JetStream refuses a longer window
+	}
 	return c
 }
 

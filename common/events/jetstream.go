@@ -205,9 +205,15 @@ func (t *jsTransport) subscribe(s *subscriber) error {
 	},
 		jetstream.PullMaxMessages(s.spec.MaxInflight),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			// Missed heartbeats and the like while the connection is
-			// down; Consume carries on by itself.
-			t.log.Debug("jetstream consume", "subject", s.spec.Subject, "queue_group", s.spec.QueueGroup, "err", err)
+			// Missed heartbeats while the connection is down are expected
+			// (dialJetStream logs the loss once) and Consume pulls again by
+			// itself; anything else (the consumer deleted, say) is worth a
+			// warning.
+			level := slog.LevelWarn
+			if errors.Is(err, jetstream.ErrNoHeartbeat) || !t.nc.IsConnected() {
+				level = slog.LevelDebug
+			}
+			t.log.Log(context.Background(), level, "jetstream consume", "subject", s.spec.Subject, "queue_group", s.spec.QueueGroup, "err", err)
 		}),
 	)
 	if err != nil {
