@@ -89,7 +89,7 @@ type Msg struct {
 	Subject     string // without the SubjectPrefix
 	QueueGroup  string
 	Data        []byte
-	Sequence    uint64
+	Sequence    uint64 // in the channel (NATS Streaming) or the stream (JetStream)
 	Redelivered bool
 	Attempt     int // 1 on the first delivery
 	Timestamp   time.Time
