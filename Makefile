@@ -6,9 +6,9 @@ export TESTCONTAINERS_RYUK_DISABLED ?= true
 # go test ./... does not work at a go.work root: name each module's packages.
 MODULE_PKGS = $(shell go list -m -f '{{.Path}}/...')
 
-.PHONY: dev test lint bench clean-containers
+.PHONY: dev test test-jetstream lint bench clean-containers
 
-## dev: run the whole system locally (embedded NATS Streaming and MongoDB stand-in) on http://localhost:8080
+## dev: run the whole system locally (embedded NATS Streaming, or JetStream with EVENT_BUS=jetstream, and MongoDB stand-in) on http://localhost:8080
 dev:
 	go run ./devstack
 
@@ -16,6 +16,11 @@ dev:
 test:
 	go run ./testenv/cmd/testenv-prepare
 	go test -count=1 -timeout 20m $(MODULE_PKGS)
+
+## test-jetstream: the whole-system tests (e2e) on NATS JetStream; make test runs the events suite on both transports and everything else on NATS Streaming
+test-jetstream:
+	go run ./testenv/cmd/testenv-prepare
+	TESTENV_EVENT_BUS=jetstream go test -count=1 -timeout 30m ./e2e/...
 
 ## lint: gofmt and go vet over every module
 lint:

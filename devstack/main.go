@@ -1,7 +1,7 @@
 // Command devstack is `make dev`: the whole system on one machine with
-// nothing installed but Go. It runs the NATS Streaming server and the
-// MongoDB stand-in in this process (unless NATS_URL / MONGO_URI name other
-// servers), builds every service under services/ and runs each as a child
+// nothing installed but Go. It runs the NATS Streaming server (or, with
+// EVENT_BUS=jetstream, nats-server with JetStream) and the MongoDB stand-in
+// in this process (unless NATS_URL / MONGO_URI name other servers), builds every service under services/ and runs each as a child
 // process, and serves them on one address behind a reverse proxy that routes
 // by path like the Kubernetes ingress.
 package main

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"time"
 
+	natsserver "github.com/nats-io/nats-server/v2/server"
 	stand "github.com/nats-io/nats-streaming-server/server"
 	"github.com/nats-io/nats-streaming-server/stores"
 )
@@ -36,6 +37,34 @@ func startNATS(dir string, port int, clusterID string) (*stand.StanServer, error
 	srv, err := stand.RunServerWithOpts(sOpts, &nOpts)
 	if err != nil {
 		return nil, fmt.Errorf("nats streaming on port %d (another stack running? set DEV_NATS_PORT or NATS_URL): %w", port, err)
+	}
+	return srv, nil
+}
+
+// startJetStream runs nats-server with JetStream in this process, its file
+// store in dir, so streams, messages and durable consumers survive a
+// restart of the stack. Port 0 picks a free port. The services create the
+// stream when they connect (common/events).
+func startJetStream(dir string, port int) (*natsserver.Server, error) {
+	opts := &natsserver.Options{
+		Host:      "127.0.0.1",
+		Port:      port,
+		JetStream: true,
+		StoreDir:  dir,
+		NoLog:     true,
+		NoSigs:    true, // signals are the stack's to handle
+	}
+	if port == 0 {
+		opts.Port = -1 // RANDOM_PORT
+	}
+	srv, err := natsserver.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats jetstream: %w", err)
+	}
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, fmt.Errorf("nats jetstream on port %d did not start (another stack running? set DEV_NATS_PORT or NATS_URL)", port)
 	}
 	return srv, nil
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/config"
+	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/testenv/stripemock"
 )
 
@@ -50,7 +51,8 @@ type Options struct {
 
 	MongoURI  string // external MongoDB; "" runs the stand-in
 	MongoPort int    // stand-in port
-	NATSURL   string // external NATS Streaming; "" runs it in-process
+	Bus       string // EVENT_BUS: "stan" (NATS Streaming, the default) or "jetstream"
+	NATSURL   string // external NATS server; "" runs one in-process (of Bus)
 	NATSPort  int
 	CacheDir  string // where stripe-mock is built once; "": DataDir
 	ClusterID string
@@ -71,12 +73,14 @@ func OptionsFromEnv(env *config.Env, log *slog.Logger) (Options, error) {
 		DataDir:   env.String("DEV_DATA_DIR", ""),
 		MongoURI:  env.String("MONGO_URI", ""),
 		MongoPort: env.Int("DEV_MONGO_PORT", 27017),
+		Bus:       env.String("EVENT_BUS", events.BusStan),
 		NATSURL:   env.String("NATS_URL", ""),
 		NATSPort:  env.Int("DEV_NATS_PORT", 4222),
 		ClusterID: env.String("NATS_CLUSTER_ID", "ticketing"),
 	}
 	env.Check(o.MongoPort >= 0 && o.MongoPort < 65536, "DEV_MONGO_PORT: not a port")
 	env.Check(o.NATSPort >= 0 && o.NATSPort < 65536, "DEV_NATS_PORT: not a port")
+	env.Check(o.Bus == events.BusStan || o.Bus == events.BusJetStream, "EVENT_BUS: %q is not %q or %q", o.Bus, events.BusStan, events.BusJetStream)
 	if err := env.Err(); err != nil {
 		return o, err
 	}
@@ -117,6 +121,9 @@ func (o *Options) defaults() error {
 	}
 	if o.ClusterID == "" {
 		o.ClusterID = "ticketing"
+	}
+	if o.Bus == "" {
+		o.Bus = events.BusStan
 	}
 	if o.JWTKey == "" {
 		o.JWTKey = DevJWTKey
@@ -166,7 +173,15 @@ func runStack(ctx context.Context, o Options) (err error) {
 
 	// Infrastructure first; stopped last (deferred in reverse order).
 	natsURL := o.NATSURL
-	if natsURL == "" {
+	if natsURL == "" && o.Bus == events.BusJetStream {
+		js, err := startJetStream(filepath.Join(o.DataDir, "jetstream"), o.NATSPort)
+		if err != nil {
+			return err
+		}
+		defer func() { js.Shutdown(); js.WaitForShutdown(); log.Info("nats jetstream stopped") }()
+		natsURL = js.ClientURL()
+		log.Info("nats jetstream started (in-process)", "url", natsURL, "store", filepath.Join(o.DataDir, "jetstream"))
+	} else if natsURL == "" {
 		ns, err := startNATS(filepath.Join(o.DataDir, "nats"), o.NATSPort, o.ClusterID)
 		if err != nil {
 			return err
@@ -175,7 +190,7 @@ func runStack(ctx context.Context, o Options) (err error) {
 		natsURL = ns.ClientURL()
 		log.Info("nats streaming started (in-process)", "url", natsURL, "cluster", o.ClusterID, "store", filepath.Join(o.DataDir, "nats"))
 	} else {
-		log.Info("using external nats streaming", "url", config.MaskURL(natsURL))
+		log.Info("using external nats", "bus", o.Bus, "url", config.MaskURL(natsURL))
 	}
 	mongoURI := o.MongoURI
 	if mongoURI == "" {
@@ -233,6 +248,7 @@ func runStack(ctx context.Context, o Options) (err error) {
 			"PORT="+strconv.Itoa(port),
 			"MONGO_URI="+withDatabase(mongoURI, s.Name),
 			"MONGO_DB="+s.Name,
+			"EVENT_BUS="+o.Bus,
 			"NATS_URL="+natsURL,
 			"NATS_CLUSTER_ID="+o.ClusterID,
 			"HOSTNAME="+s.Name, // NATS client ids read "<service>-<random>"

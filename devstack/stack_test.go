@@ -285,3 +285,39 @@ func TestPrefixWriter(t *testing.T) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
 }
+
+// With EVENT_BUS=jetstream the stack runs nats-server with JetStream and
+// the services on it: a ticket created in tickets reaches orders
+// (ticket:created), and the order reserves it in tickets (order:created).
+func TestStackOnJetStream(t *testing.T) {
+	st := MustStartStack(t, t.TempDir(), func(o *Options) {
+		o.Bus = "jetstream"
+		o.BaseEnv = filterEnv(o.BaseEnv, "EVENT_BUS")
+	})
+	var signup reply
+	until(t, st, 4*time.Minute, "signup through the proxy", func() bool {
+		r, err := call(t, "POST", st.base+"/api/users/signup", `{"email":"js@test.com","password":"password"}`, "")
+		signup = r
+		return err == nil && r.status != http.StatusServiceUnavailable && r.status != http.StatusBadGateway
+	})
+	if signup.status != http.StatusCreated {
+		t.Fatalf("signup: %d %v", signup.status, signup.body)
+	}
+	var ticket reply
+	until(t, st, time.Minute, "a ticket created", func() bool {
+		r, err := call(t, "POST", st.base+"/api/tickets", `{"title":"concert","price":20}`, signup.cookie)
+		ticket = r
+		return err == nil && r.status == http.StatusCreated
+	})
+	id, _ := ticket.body["id"].(string)
+	// 404 until orders has the ticket from its event.
+	until(t, st, time.Minute, "an order for the ticket (ticket:created reached orders)", func() bool {
+		r, err := call(t, "POST", st.base+"/api/orders", `{"ticketId":"`+id+`"}`, signup.cookie)
+		return err == nil && r.status == http.StatusCreated
+	})
+	until(t, st, time.Minute, "the ticket reserved (order:created reached tickets)", func() bool {
+		r, err := call(t, "GET", st.base+"/api/tickets/"+id, "", "")
+		orderID, _ := r.body["orderId"].(string)
+		return err == nil && r.status == http.StatusOK && orderID != ""
+	})
+}

@@ -9,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	stan "github.com/nats-io/stan.go"
+
+	"github.com/ticketing-go/ticketing/testenv"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 )
@@ -156,40 +160,70 @@ func (s *System) Converge(t testing.TB, want map[string]int64, timeout time.Dura
 	})
 }
 
-// Observer records the ticket events on NATS Streaming, from the start of
-// the channels, as the other services receive them.
+// Observer records the ticket events on the bus, from the start of the
+// channels (or stream), as the other services receive them.
 type Observer struct {
 	mu   sync.Mutex
 	seen map[string][]int64 // ticket id -> versions in arrival order
-	subs []stan.Subscription
-	sc   stan.Conn
 }
 
 // Observe subscribes to ticket:created and ticket:updated from the beginning.
 func (s *System) Observe(t testing.TB) *Observer {
 	t.Helper()
+	o := &Observer{seen: map[string][]int64{}}
+	if s.Bus == testenv.BusJetStream {
+		s.observeJetStream(t, o)
+		return o
+	}
 	sc, err := stan.Connect("ticketing", fmt.Sprintf("e2e-observer-%d", time.Now().UnixNano()), stan.NatsURL(s.NATSURL()), stan.ConnectWait(5*time.Second))
 	if err != nil {
 		t.Fatalf("observer: %v", err)
 	}
-	o := &Observer{seen: map[string][]int64{}, sc: sc}
 	t.Cleanup(func() { sc.Close() })
 	for _, subj := range []string{"ticket:created", "ticket:updated"} {
-		sub, err := sc.Subscribe(subj, o.handle, stan.DeliverAllAvailable())
-		if err != nil {
+		if _, err := sc.Subscribe(subj, func(m *stan.Msg) { o.record(m.Data) }, stan.DeliverAllAvailable()); err != nil {
 			t.Fatalf("observer subscribe %s: %v", subj, err)
 		}
-		o.subs = append(o.subs, sub)
 	}
 	return o
 }
 
-func (o *Observer) handle(m *stan.Msg) {
+// observeJetStream reads the services' stream (created by the first
+// service that connected) with an ordered consumer: from the beginning,
+// re-created by nats.go across a NATS outage.
+func (s *System) observeJetStream(t testing.TB, o *Observer) {
+	t.Helper()
+	nc, err := nats.Connect(s.NATSURL(), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		t.Fatalf("observer: %v", err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cons, err := js.OrderedConsumer(ctx, "TICKETING", jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{"ticket:created", "ticket:updated"},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		t.Fatalf("observer consumer: %v", err)
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) { o.record(m.Data()) })
+	if err != nil {
+		t.Fatalf("observer consume: %v", err)
+	}
+	t.Cleanup(cc.Stop)
+}
+
+func (o *Observer) record(data []byte) {
 	var e struct {
 		ID      string `json:"id"`
 		Version int64  `json:"version"`
 	}
-	if err := jsonUnmarshal(m.Data, &e); err != nil {
+	if err := jsonUnmarshal(data, &e); err != nil {
 		return
 	}
 	o.mu.Lock()

@@ -16,6 +16,8 @@ import (
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/go-connections/nat"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	stan "github.com/nats-io/stan.go"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
@@ -49,6 +51,7 @@ type System struct {
 	Tickets    []*Node
 	Orders     []*Node
 	Expiration *Node
+	Bus        string // testenv.BusStan or testenv.BusJetStream (TESTENV_EVENT_BUS)
 	mc         *mongo.Client
 	images     images
 }
@@ -59,7 +62,7 @@ type Options struct {
 }
 
 type images struct {
-	mongo, nats                       string
+	mongo, nats, jetstream            string
 	auth, tickets, orders, expiration string
 }
 
@@ -100,7 +103,7 @@ func buildImages(ctx context.Context) (images, error) {
 			imagesErr = err
 			return
 		}
-		imgs.mongo, imgs.nats, imagesErr = infraImages(ctx)
+		imgs.mongo, imgs.nats, imgs.jetstream, imagesErr = infraImages(ctx)
 	})
 	return imgs, imagesErr
 }
@@ -131,6 +134,10 @@ func StartSystem(t *testing.T, o Options) *System {
 	if o.ExpirationWindow == 0 {
 		o.ExpirationWindow = 15 * time.Minute
 	}
+	bus, err := testenv.EventBusName()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	start := time.Now()
@@ -142,10 +149,14 @@ func StartSystem(t *testing.T, o Options) *System {
 	if err != nil {
 		t.Fatalf("network: %v", err)
 	}
-	s := &System{t: t, Net: nw, images: im}
+	s := &System{t: t, Net: nw, images: im, Bus: bus}
 	t.Cleanup(s.remove)
 
-	s.NATS = s.startNode(ctx, "nats", im.nats, 4222, nil, natsCmd)
+	if bus == testenv.BusJetStream {
+		s.NATS = s.startNode(ctx, "nats", im.jetstream, 4222, nil, jetStreamCmd)
+	} else {
+		s.NATS = s.startNode(ctx, "nats", im.nats, 4222, nil, natsCmd)
+	}
 	s.Mongo = s.startNode(ctx, "mongo", im.mongo, 27017, nil, mongoCmd)
 	s.waitInfra(ctx)
 
@@ -155,6 +166,7 @@ func StartSystem(t *testing.T, o Options) *System {
 	base := map[string]string{
 		"PORT":               "3000",
 		"MONGO_URI":          "mongodb://mongo:27017/?serverSelectionTimeoutMS=2000&connectTimeoutMS=2000",
+		"EVENT_BUS":          bus,
 		"NATS_URL":           "nats://nats:4222",
 		"NATS_CLUSTER_ID":    "ticketing",
 		"NATS_PING_INTERVAL": "1s",
@@ -209,7 +221,7 @@ func StartSystem(t *testing.T, o Options) *System {
 	startSvc("tickets-2", im.tickets, tenv, &s.Tickets[1])
 	startSvc("orders-2", im.orders, oenv, &s.Orders[1])
 	wave(&s.Tickets[1], &s.Orders[1])
-	t.Logf("system up in %s (mongo :%d, nats :%d)", time.Since(start).Round(time.Millisecond), s.Mongo.HostPort, s.NATS.HostPort)
+	t.Logf("system up in %s (mongo :%d, nats :%d, bus %s)", time.Since(start).Round(time.Millisecond), s.Mongo.HostPort, s.NATS.HostPort, bus)
 	return s
 }
 
@@ -219,6 +231,10 @@ func natsCmd() []string {
 	return []string{"-cid", "ticketing", "-store", "file", "-dir", "/data", "--file_sync=false",
 		"-hbi", "1s", "-hbt", "2s", "-hbf", "2"}
 }
+
+// jetStreamCmd: nats-server with JetStream, its file store in /data
+// (which survives a stop and start of the container).
+func jetStreamCmd() []string { return []string{"-js", "-sd", "/data"} }
 
 // startNode creates and starts a container with alias name on the network,
 // its port published on a fixed host port.
@@ -319,7 +335,8 @@ func (s *System) printLogs(ctx context.Context, n *Node) {
 	s.t.Logf("--- last logs of %s ---\n%s", n.Name, strings.Join(lines, "\n"))
 }
 
-// waitInfra waits until MongoDB answers a ping and NATS Streaming accepts a client.
+// waitInfra waits until MongoDB answers a ping and NATS (Streaming, or
+// JetStream) accepts a client.
 func (s *System) waitInfra(ctx context.Context) {
 	s.t.Helper()
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
@@ -328,9 +345,8 @@ func (s *System) waitInfra(ctx context.Context) {
 		s.t.Fatalf("mongo not ready: %v", err)
 	}
 	for {
-		sc, err := stan.Connect("ticketing", fmt.Sprintf("e2e-probe-%d", time.Now().UnixNano()), stan.NatsURL(s.NATSURL()), stan.ConnectWait(2*time.Second))
+		err := s.probeNATS(wctx)
 		if err == nil {
-			sc.Close()
 			return
 		}
 		if wctx.Err() != nil {
@@ -340,7 +356,30 @@ func (s *System) waitInfra(ctx context.Context) {
 	}
 }
 
-// NATSURL is NATS Streaming as seen from the host.
+func (s *System) probeNATS(ctx context.Context) error {
+	if s.Bus == testenv.BusJetStream {
+		nc, err := nats.Connect(s.NATSURL(), nats.Timeout(2*time.Second))
+		if err != nil {
+			return err
+		}
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(actx)
+		return err
+	}
+	sc, err := stan.Connect("ticketing", fmt.Sprintf("e2e-probe-%d", time.Now().UnixNano()), stan.NatsURL(s.NATSURL()), stan.ConnectWait(2*time.Second))
+	if err == nil {
+		sc.Close()
+	}
+	return err
+}
+
+// NATSURL is the NATS server as seen from the host.
 func (s *System) NATSURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.NATS.HostPort) }
 
 func (s *System) pingMongo(ctx context.Context) error {

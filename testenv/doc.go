@@ -1,6 +1,7 @@
 // Package testenv gives integration tests real servers: a NATS Streaming
-// server and a MongoDB-protocol server (the official mongo image, or the
-// project's MongoDB stand-in, see module standin), isolated per test.
+// server, a NATS JetStream server and a MongoDB-protocol server (the
+// official mongo image, or the project's MongoDB stand-in, see module
+// standin), isolated per test.
 //
 // Two modes, chosen once per test process (see [Mode]):
 //
@@ -23,6 +24,13 @@
 // ([Mongo]) and a unique subject prefix per test ([NATSStreaming]).
 // [DedicatedNATS] gives a test its own NATS Streaming server that it may
 // stop and start again.
+//
+// JetStream ([NATSFor] with [BusJetStream]) is nats-server with JetStream
+// on file: in-process, or the official nats:2 image, else
+// ticketing-testenv/nats-server:2.15.3 built from source the same way
+// (TESTENV_JETSTREAM_IMAGE overrides it). [EventBus] and
+// [DedicatedEventBus] give the bus TESTENV_EVENT_BUS names (stan, the
+// default, or jetstream): tests that use them run on either.
 //
 // Every test package that uses testenv declares
 //

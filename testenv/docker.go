@@ -194,7 +194,7 @@ func BuildGoImage(ctx context.Context, tag, goPkg, workDir string) (string, erro
 	}
 	defer os.RemoveAll(dir)
 	pkg, version, _ := strings.Cut(goPkg, "@")
-	name := path.Base(strings.TrimSuffix(pkg, "/"))
+	name := binaryName(pkg)
 	if name == "." || name == "" {
 		name = "app"
 	}
@@ -251,6 +251,18 @@ func BuildGoImage(ctx context.Context, tag, goPkg, workDir string) (string, erro
 	}
 	logf("built image %s from %s in %s", tag, goPkg, time.Since(start).Round(time.Millisecond))
 	return tag, nil
+}
+
+// binaryName is the name go build and go install give the binary of pkg:
+// its last element, or the one before a major version suffix
+// (github.com/nats-io/nats-server/v2 -> nats-server).
+func binaryName(pkg string) string {
+	pkg = strings.TrimSuffix(pkg, "/")
+	name := path.Base(pkg)
+	if len(name) > 1 && name[0] == 'v' && strings.Trim(name[1:], "0123456789") == "" && path.Dir(pkg) != "." {
+		name = path.Base(path.Dir(pkg))
+	}
+	return name
 }
 
 func goBinary() string {

@@ -72,3 +72,18 @@ func TestLockFileIsExclusiveAcrossOpens(t *testing.T) {
 	}
 	u()
 }
+
+func TestBinaryNameDropsMajorVersion(t *testing.T) {
+	for pkg, want := range map[string]string{
+		"github.com/nats-io/nats-server/v2":        "nats-server",
+		"github.com/nats-io/nats-streaming-server": "nats-streaming-server",
+		"./services/tickets":                       "tickets",
+		"./services/v2":                            "services",
+		"example.com/vendor/version":               "version",
+		"v2":                                       "v2",
+	} {
+		if got := binaryName(pkg); got != want {
+			t.Errorf("binaryName(%q) = %q, want %q", pkg, got, want)
+		}
+	}
+}

@@ -28,13 +28,16 @@ const (
 	natsServerPkg    = "github.com/nats-io/nats-streaming-server@v0.25.6"
 )
 
-// NATS holds the connection details of a NATS Streaming server for one test.
-// Publish and subscribe on SubjectPrefix + subject (see common/events).
+// NATS holds the connection details of an event bus for one test: a NATS
+// Streaming server (Bus "stan") or a JetStream one (Bus "jetstream").
+// Publish and subscribe on SubjectPrefix + subject (see common/events,
+// whose Config takes Bus as it is).
 type NATS struct {
 	URL, ClusterID, SubjectPrefix string
+	Bus                           string
 }
 
-// NATSServer is a test's own NATS Streaming server (see [DedicatedNATS]).
+// NATSServer is a test's own NATS server (see [DedicatedNATS]).
 type NATSServer struct {
 	NATS
 	srv natsBackend
@@ -47,23 +50,35 @@ type natsBackend interface {
 	close()
 }
 
-var sharedNATS lazy[natsBackend]
+var sharedNATS = map[string]*lazy[natsBackend]{BusStan: {}, BusJetStream: {}}
 
 // NATSStreaming returns a NATS Streaming server shared by the tests of this
 // process (started on first use) with a subject prefix unique to this test.
 func NATSStreaming(tb testing.TB) NATS {
 	tb.Helper()
-	srv, err := sharedNATS.get(func() (natsBackend, error) {
-		s, err := newNATS(context.Background(), 0)
+	return NATSFor(tb, BusStan)
+}
+
+// NATSFor returns the server of bus (BusStan or BusJetStream) shared by
+// the tests of this process (started on first use) with a subject prefix
+// unique to this test.
+func NATSFor(tb testing.TB, bus string) NATS {
+	tb.Helper()
+	shared, ok := sharedNATS[bus]
+	if !ok {
+		tb.Fatalf("testenv: unknown event bus %q (want %q or %q)", bus, BusStan, BusJetStream)
+	}
+	srv, err := shared.get(func() (natsBackend, error) {
+		s, err := newBus(context.Background(), bus, 0)
 		if err == nil {
 			atExit(s.close)
 		}
 		return s, err
 	})
 	if err != nil {
-		tb.Fatalf("testenv: NATS Streaming: %v", err)
+		tb.Fatalf("testenv: %s: %v", busName(bus), err)
 	}
-	return NATS{URL: srv.url(), ClusterID: ClusterID, SubjectPrefix: uniqueName(tb, 48) + "."}
+	return NATS{URL: srv.url(), ClusterID: ClusterID, SubjectPrefix: uniqueName(tb, 48) + ".", Bus: bus}
 }
 
 // DedicatedNATS starts a NATS Streaming server (file store) for this test
@@ -71,16 +86,27 @@ func NATSStreaming(tb testing.TB) NATS {
 // stays the same, and messages and durable subscriptions survive.
 func DedicatedNATS(tb testing.TB) *NATSServer {
 	tb.Helper()
+	return DedicatedNATSFor(tb, BusStan)
+}
+
+// DedicatedNATSFor is [DedicatedNATS] for bus (BusStan or BusJetStream;
+// JetStream's store is on file too, and its streams and durable consumers
+// survive a Stop and Start).
+func DedicatedNATSFor(tb testing.TB, bus string) *NATSServer {
+	tb.Helper()
+	if _, ok := sharedNATS[bus]; !ok {
+		tb.Fatalf("testenv: unknown event bus %q (want %q or %q)", bus, BusStan, BusJetStream)
+	}
 	port, err := freePort()
 	if err != nil {
 		tb.Fatalf("testenv: %v", err)
 	}
-	srv, err := newNATS(context.Background(), port)
+	srv, err := newBus(context.Background(), bus, port)
 	if err != nil {
-		tb.Fatalf("testenv: dedicated NATS Streaming: %v", err)
+		tb.Fatalf("testenv: dedicated %s: %v", busName(bus), err)
 	}
 	tb.Cleanup(srv.close)
-	return &NATSServer{NATS: NATS{URL: srv.url(), ClusterID: ClusterID, SubjectPrefix: uniqueName(tb, 48) + "."}, srv: srv}
+	return &NATSServer{NATS: NATS{URL: srv.url(), ClusterID: ClusterID, SubjectPrefix: uniqueName(tb, 48) + ".", Bus: bus}, srv: srv}
 }
 
 // Stop stops the server gracefully; its data stays.
@@ -89,22 +115,31 @@ func (s *NATSServer) Stop(tb testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	if err := s.srv.stop(ctx); err != nil {
-		tb.Fatalf("testenv: stop NATS Streaming: %v", err)
+		tb.Fatalf("testenv: stop %s: %v", busName(s.Bus), err)
 	}
 }
 
 // Start starts the stopped server again on the same URL and returns once it
-// accepts NATS Streaming clients.
+// accepts clients.
 func (s *NATSServer) Start(tb testing.TB) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := s.srv.start(ctx); err != nil {
-		tb.Fatalf("testenv: start NATS Streaming: %v", err)
+		tb.Fatalf("testenv: start %s: %v", busName(s.Bus), err)
 	}
 }
 
-// newNATS starts a server in the process's mode; port 0 means any port.
+// newBus starts a server of bus in the process's mode; port 0 means any port.
+func newBus(ctx context.Context, bus string, port int) (natsBackend, error) {
+	if bus == BusJetStream {
+		return newJetStream(ctx, port)
+	}
+	return newNATS(ctx, port)
+}
+
+// newNATS starts a NATS Streaming server in the process's mode; port 0
+// means any port.
 func newNATS(ctx context.Context, port int) (natsBackend, error) {
 	m, err := resolveMode()
 	if err != nil {
@@ -230,17 +265,24 @@ func (s *embeddedNATS) close() {
 type containerNATS struct {
 	c       testcontainers.Container
 	hostURL string
+	wait    func(ctx context.Context, url string) error // until the server accepts clients
 }
 
 func startNATSContainer(ctx context.Context, img string, hostPort int) (*containerNATS, error) {
-	req := testcontainers.ContainerRequest{
+	return startServerContainer(ctx, testcontainers.ContainerRequest{
 		Image: img,
 		Cmd: []string{"-cid", ClusterID, "-store", "file", "-dir", "/data", "--file_sync=false",
 			"-hbi", "5s", "-hbt", "5s", "-hbf", "2",
 			"-mc", "0"}, // unlimited channels: every test has its own subject prefix
-		ExposedPorts: []string{"4222/tcp"},
-		Labels:       Labels(),
-	}
+	}, hostPort, waitNATS)
+}
+
+// startServerContainer starts req (a NATS server listening on 4222) with
+// 4222 published on hostPort (0: any) and waits for it.
+func startServerContainer(ctx context.Context, req testcontainers.ContainerRequest, hostPort int, wait func(context.Context, string) error) (*containerNATS, error) {
+	img := req.Image
+	req.ExposedPorts = []string{"4222/tcp"}
+	req.Labels = Labels()
 	if hostPort != 0 {
 		req.HostConfigModifier = func(hc *container.HostConfig) {
 			hc.PortBindings = nat.PortMap{"4222/tcp": {{HostPort: strconv.Itoa(hostPort)}}}
@@ -263,8 +305,8 @@ func startNATSContainer(ctx context.Context, img string, hostPort int) (*contain
 		c.Terminate(context.Background())
 		return nil, err
 	}
-	s := &containerNATS{c: c, hostURL: "nats://" + net.JoinHostPort(host, strconv.Itoa(hostPort))}
-	if err := waitNATS(ctx, s.hostURL); err != nil {
+	s := &containerNATS{c: c, hostURL: "nats://" + net.JoinHostPort(host, strconv.Itoa(hostPort)), wait: wait}
+	if err := wait(ctx, s.hostURL); err != nil {
 		s.close()
 		return nil, err
 	}
@@ -282,7 +324,7 @@ func (s *containerNATS) start(ctx context.Context) error {
 	if err := s.c.Start(ctx); err != nil {
 		return err
 	}
-	return waitNATS(ctx, s.hostURL)
+	return s.wait(ctx, s.hostURL)
 }
 
 func (s *containerNATS) close() {

@@ -61,6 +61,30 @@ func TestConfigFromEnv(t *testing.T) {
 		t.Fatalf("config = %+v", c)
 	}
 
+	if c.Bus != BusStan || c.Stream != (StreamConfig{Replicas: 1, MaxBytes: DefaultStreamMaxBytes, DuplicateWindow: DefaultStreamDuplicateWindow}) {
+		t.Fatalf("defaults: bus %q, stream %+v", c.Bus, c.Stream)
+	}
+
+	env = config.FromMap(map[string]string{"EVENT_BUS": "jetstream", "NATS_JS_REPLICAS": "3", "NATS_JS_MAX_BYTES": "1048576",
+		"NATS_JS_MAX_AGE": "72h", "NATS_JS_DUPLICATE_WINDOW": "5m"})
+	c = ConfigFromEnv(env, "tickets")
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Bus != BusJetStream || c.Stream != (StreamConfig{Replicas: 3, MaxBytes: 1 << 20, MaxAge: 72 * time.Hour, DuplicateWindow: 5 * time.Minute}) {
+		t.Fatalf("jetstream: bus %q, stream %+v", c.Bus, c.Stream)
+	}
+
+	env = config.FromMap(map[string]string{"EVENT_BUS": "kafka", "NATS_JS_REPLICAS": "7", "NATS_JS_MAX_BYTES": "0",
+		"NATS_JS_MAX_AGE": "1m", "NATS_JS_DUPLICATE_WINDOW": "2m"})
+	ConfigFromEnv(env, "tickets")
+	err := env.Err()
+	for _, name := range []string{"EVENT_BUS", "NATS_JS_REPLICAS", "NATS_JS_MAX_BYTES", "NATS_JS_DUPLICATE_WINDOW"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("env.Err() = %v, want a problem with %s", err, name)
+		}
+	}
+
 	env = config.FromMap(map[string]string{"NATS_CLIENT_ID": "bad id!", "NATS_PING_MAX_OUT": "1"})
 	ConfigFromEnv(env, "tickets")
 	if err := env.Err(); err == nil || !strings.Contains(err.Error(), "NATS_CLIENT_ID") || !strings.Contains(err.Error(), "NATS_PING_MAX_OUT") {

@@ -13,17 +13,28 @@ import (
 	"sync"
 	"time"
 
-	stan "github.com/nats-io/stan.go"
-
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/config"
 )
 
-// Config says how to reach the NATS Streaming cluster.
+// Transports (Config.Bus).
+const (
+	// BusStan is NATS Streaming over stan.go, the default.
+	BusStan = "stan"
+	// BusJetStream is NATS JetStream over nats.go's jetstream package.
+	BusJetStream = "jetstream"
+)
+
+// Config says how to reach the broker.
 type Config struct {
+	// Bus is the transport: BusStan (the default when empty) or
+	// BusJetStream. Services behave the same on both (docs/EVENTS-TRANSPORTS.md).
+	Bus       string
 	URL       string // nats://host:4222
-	ClusterID string // the server's -cid ("ticketing")
-	ClientID  string // unique per process: [A-Za-z0-9_-]
+	ClusterID string // NATS Streaming only: the server's -cid ("ticketing")
+	// ClientID is unique per process: [A-Za-z0-9_-]. NATS Streaming
+	// registers it; on JetStream it is the connection's name.
+	ClientID string
 	// SubjectPrefix is put in front of every subject on the wire (empty in
 	// production; tests use a unique prefix per test for isolation).
 	SubjectPrefix string
@@ -40,6 +51,29 @@ type Config struct {
 	// CloseGrace is how long Close lets handlers in flight finish before it
 	// cancels their context.
 	CloseGrace time.Duration
+	// Stream configures the JetStream stream (JetStream only).
+	Stream StreamConfig
+}
+
+// StreamConfig is the JetStream stream that holds every subject (see
+// Subjects), created or updated by every Connect. Its limits are stated so
+// that it cannot fill a disk unnoticed: when MaxBytes is reached, publishes
+// fail (DiscardNew) and the outboxes keep the events until an operator
+// makes room, instead of the oldest events being dropped while a consumer
+// may still need them.
+type StreamConfig struct {
+	// Replicas: copies of the stream on a JetStream cluster (1 locally, 3
+	// on Kubernetes).
+	Replicas int
+	// MaxBytes bounds the stream's size on disk.
+	MaxBytes int64
+	// MaxAge, when set, removes events older than it, consumed or not: a
+	// service down longer than MaxAge misses them. 0 keeps every event up
+	// to MaxBytes.
+	MaxAge time.Duration
+	// DuplicateWindow: a publish with the Nats-Msg-Id of one within it is
+	// dropped by the server (an outbox relay republishing after a crash).
+	DuplicateWindow time.Duration
 }
 
 // Defaults used where Config leaves a zero value.
@@ -51,14 +85,23 @@ const (
 	DefaultConnectTimeout = 2 * time.Second
 	DefaultPubAckWait     = 5 * time.Second
 	DefaultCloseGrace     = 5 * time.Second
+
+	DefaultStreamReplicas        = 1
+	DefaultStreamMaxBytes        = 1 << 30 // 1 GiB: about 5 million events of 200 bytes
+	DefaultStreamDuplicateWindow = 2 * time.Minute
 )
 
-// ConfigFromEnv reads NATS_URL (default nats://localhost:4222),
-// NATS_CLUSTER_ID (default "ticketing"), NATS_CLIENT_ID (default
-// NewClientID(service)), NATS_SUBJECT_PREFIX, NATS_PING_INTERVAL,
-// NATS_PING_MAX_OUT and NATS_CONNECT_TIMEOUT. Problems are recorded in env.
+// ConfigFromEnv reads EVENT_BUS (stan, the default, or jetstream),
+// NATS_URL (default nats://localhost:4222), NATS_CLUSTER_ID (default
+// "ticketing"), NATS_CLIENT_ID (default NewClientID(service)),
+// NATS_SUBJECT_PREFIX, NATS_PING_INTERVAL, NATS_PING_MAX_OUT and
+// NATS_CONNECT_TIMEOUT, and for JetStream's stream NATS_JS_REPLICAS
+// (default 1), NATS_JS_MAX_BYTES (default 1 GiB), NATS_JS_MAX_AGE (default
+// none) and NATS_JS_DUPLICATE_WINDOW (default 2m). Problems are recorded in
+// env.
 func ConfigFromEnv(env *config.Env, service string) Config {
 	c := Config{
+		Bus:            env.String("EVENT_BUS", BusStan),
 		URL:            env.String("NATS_URL", DefaultURL),
 		ClusterID:      env.String("NATS_CLUSTER_ID", DefaultClusterID),
 		ClientID:       env.String("NATS_CLIENT_ID", ""),
@@ -66,12 +109,24 @@ func ConfigFromEnv(env *config.Env, service string) Config {
 		PingInterval:   env.Duration("NATS_PING_INTERVAL", DefaultPingInterval),
 		PingMaxOut:     env.Int("NATS_PING_MAX_OUT", DefaultPingMaxOut),
 		ConnectTimeout: env.Duration("NATS_CONNECT_TIMEOUT", DefaultConnectTimeout),
+		Stream: StreamConfig{
+			Replicas: env.Int("NATS_JS_REPLICAS", DefaultStreamReplicas),
+			MaxBytes: int64(env.Int("NATS_JS_MAX_BYTES", DefaultStreamMaxBytes)),
+			// Unset: no age limit (a set value must be positive).
+			MaxAge:          env.Duration("NATS_JS_MAX_AGE", 0),
+			DuplicateWindow: env.Duration("NATS_JS_DUPLICATE_WINDOW", DefaultStreamDuplicateWindow),
+		},
 	}
 	if c.ClientID == "" {
 		c.ClientID = NewClientID(service)
 	}
+	env.Check(c.Bus == BusStan || c.Bus == BusJetStream, "EVENT_BUS: %q is not %q or %q", c.Bus, BusStan, BusJetStream)
 	env.Check(ValidClientID(c.ClientID), "NATS_CLIENT_ID: %q may only contain A-Z, a-z, 0-9, '_' and '-'", c.ClientID)
 	env.Check(c.PingMaxOut >= 2, "NATS_PING_MAX_OUT: must be at least 2")
+	env.Check(c.Stream.Replicas >= 1 && c.Stream.Replicas <= 5, "NATS_JS_REPLICAS: %d is not between 1 and 5 (JetStream's limit)", c.Stream.Replicas)
+	env.Check(c.Stream.MaxBytes > 0, "NATS_JS_MAX_BYTES: must be positive")
+	env.Check(c.Stream.MaxAge == 0 || c.Stream.DuplicateWindow <= c.Stream.MaxAge,
+		"NATS_JS_DUPLICATE_WINDOW (%s) must not exceed NATS_JS_MAX_AGE (%s)", c.Stream.DuplicateWindow, c.Stream.MaxAge)
 	return c
 }
 
@@ -148,27 +203,48 @@ func (c Config) withDefaults() Config {
 	if c.CloseGrace <= 0 {
 		c.CloseGrace = DefaultCloseGrace
 	}
+	if c.Bus == "" {
+		c.Bus = BusStan
+	}
+	if c.Stream.Replicas <= 0 {
+		c.Stream.Replicas = DefaultStreamReplicas
+	}
+	if c.Stream.MaxBytes <= 0 {
+		c.Stream.MaxBytes = DefaultStreamMaxBytes
+	}
+	if c.Stream.DuplicateWindow <= 0 {
+		c.Stream.DuplicateWindow = DefaultStreamDuplicateWindow
+	}
+	if c.Stream.MaxAge > 0 && c.Stream.DuplicateWindow > c.Stream.MaxAge {
+		c.Stream.DuplicateWindow = c.Stream.MaxAge // JetStream refuses a longer window
+	}
 	return c
 }
 
-// Conn is a NATS Streaming connection that survives outages.
+// Conn is a connection to the broker, on either transport, that survives
+// outages.
 //
-// Decision (issue 2: exit or reconnect?): when the server stops answering
-// pings, Conn reconnects with backoff under the same client id and
-// re-creates every subscription (durable queue groups resume where they
-// stopped); meanwhile publishes fail at once with apperr.Unavailable. The
-// alternative, exiting non-zero and letting an orchestrator restart the
-// pod, would take the HTTP API down with the broker. Reconnecting keeps
-// the services serving HTTP during a NATS outage, the outbox delivers the
-// events written meanwhile once NATS is back, and it works without an
-// orchestrator (local stack, tests).
+// Decision (issue 2: exit or reconnect?): when the server goes away, Conn
+// reconnects and keeps every subscription (durable queue groups and
+// consumers resume where they stopped); meanwhile publishes fail at once
+// with apperr.Unavailable. The alternative, exiting non-zero and letting an
+// orchestrator restart the pod, would take the HTTP API down with the
+// broker. Reconnecting keeps the services serving HTTP during a NATS
+// outage, the outbox delivers the events written meanwhile once NATS is
+// back, and it works without an orchestrator (local stack, tests). On NATS
+// Streaming Conn does it itself (stan.go gives a lost connection up); on
+// JetStream nats.go does.
+//
+// What happens to a delivery (attempts, dead letters, retries, panics,
+// graceful shutdown) is the same on both transports: it is decided here
+// and in subscriber; a transport only moves bytes and settles deliveries.
 type Conn struct {
-	cfg Config
-	log *slog.Logger
+	cfg    Config
+	log    *slog.Logger
+	t      transport
+	broker string // "NATS Streaming" or "NATS JetStream", for errors and logs
 
 	mu     sync.Mutex
-	sc     stan.Conn // nil while disconnected
-	subs   []*subscriber
 	closed bool
 	// stopped: CloseSubscriptions ran; deliveries are left unacknowledged.
 	stopped bool
@@ -176,11 +252,34 @@ type Conn struct {
 	hctx     context.Context // handlers' context, cancelled by Close
 	hcancel  context.CancelFunc
 	handlers sync.WaitGroup
-	loops    sync.WaitGroup
 }
 
-// Connect connects to the cluster, retrying until it succeeds or ctx is
-// done (the server may start after the service).
+// transport is one broker client under a Conn: NATS Streaming (stanTransport)
+// or JetStream (jsTransport). Its errors are apperr.Unavailable.
+type transport interface {
+	// publish publishes data on subject (SubjectPrefix included) and
+	// returns once the server has stored it. msgID, when not empty,
+	// identifies the event: a server that deduplicates drops a second
+	// publish of it.
+	publish(ctx context.Context, subject, msgID string, data []byte) error
+	// subscribe starts handing s's messages to s.deliver, and keeps doing
+	// so across reconnects until close.
+	subscribe(s *subscriber) error
+	// stop asks the server for no more deliveries where it can
+	// (CloseSubscriptions); deliveries may still come and are released.
+	stop()
+	// ready returns nil while connected.
+	ready() error
+	// close ends the connection without unsubscribing: durable
+	// subscriptions survive.
+	close() error
+}
+
+// errClosed is what a closed Conn's publishes wrap.
+var errClosed = errors.New("events: connection closed")
+
+// Connect connects to the broker of cfg.Bus, retrying until it succeeds or
+// ctx is done (the server may start after the service).
 func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 	cfg = cfg.withDefaults()
 	if log == nil {
@@ -189,122 +288,38 @@ func Connect(ctx context.Context, cfg Config, log *slog.Logger) (*Conn, error) {
 	if !ValidClientID(cfg.ClientID) {
 		return nil, fmt.Errorf("events: invalid client id %q", cfg.ClientID)
 	}
-	c := &Conn{cfg: cfg, log: log.With("component", "nats", "client_id", cfg.ClientID)}
-	c.hctx, c.hcancel = context.WithCancel(context.Background())
-	sc, err := c.dial(ctx)
+	c := &Conn{cfg: cfg, log: log.With("component", "nats", "bus", cfg.Bus, "client_id", cfg.ClientID)}
+	var err error
+	switch cfg.Bus {
+	case BusStan:
+		c.broker = "NATS Streaming"
+		c.t, err = dialStan(ctx, cfg, c.log)
+	case BusJetStream:
+		c.broker = "NATS JetStream"
+		c.t, err = dialJetStream(ctx, cfg, c.log)
+	default:
+		return nil, fmt.Errorf("events: unknown bus %q (want %q or %q)", cfg.Bus, BusStan, BusJetStream)
+	}
 	if err != nil {
-		c.hcancel()
 		return nil, err
 	}
-	c.sc = sc
-	c.log.Info("nats streaming connected", "url", config.MaskURL(cfg.URL), "cluster_id", cfg.ClusterID)
+	c.hctx, c.hcancel = context.WithCancel(context.Background())
 	return c, nil
-}
-
-// dial connects, retrying with backoff until ctx is done.
-func (c *Conn) dial(ctx context.Context) (stan.Conn, error) {
-	secs := int(c.cfg.PingInterval / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
-	backoff := 50 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		sc, err := stan.Connect(c.cfg.ClusterID, c.cfg.ClientID,
-			stan.NatsURL(c.cfg.URL),
-			stan.ConnectWait(c.cfg.ConnectTimeout),
-			stan.PubAckWait(c.cfg.PubAckWait),
-			stan.Pings(secs, c.cfg.PingMaxOut),
-			stan.SetConnectionLostHandler(c.onLost),
-		)
-		if err == nil {
-			return sc, nil
-		}
-		if attempt == 1 || attempt%20 == 0 {
-			c.log.Warn("nats streaming connect failed; retrying", "attempt", attempt, "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, apperr.Wrap(apperr.Unavailable, "NATS Streaming is unavailable", errors.Join(ctx.Err(), err))
-		case <-time.After(backoff):
-		}
-		if backoff *= 2; backoff > 2*time.Second {
-			backoff = 2 * time.Second
-		}
-	}
-}
-
-// onLost runs (in its own goroutine) when stan gives the connection up.
-func (c *Conn) onLost(lost stan.Conn, err error) {
-	c.mu.Lock()
-	if c.closed || c.sc != lost {
-		c.mu.Unlock()
-		return
-	}
-	c.sc = nil
-	c.mu.Unlock()
-	c.log.Error("nats streaming connection lost; reconnecting", "err", err)
-	c.loops.Add(1)
-	go c.reconnect()
-}
-
-func (c *Conn) reconnect() {
-	defer c.loops.Done()
-	for {
-		sc, err := c.dial(c.hctx)
-		if err != nil {
-			return // closed
-		}
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			_ = sc.Close()
-			return
-		}
-		failed := false
-		for _, s := range c.subs {
-			if err := s.subscribe(sc); err != nil {
-				c.log.Error("resubscribe failed", "subject", s.spec.Subject, "queue_group", s.spec.QueueGroup, "err", err)
-				failed = true
-				break
-			}
-		}
-		if failed {
-			c.mu.Unlock()
-			_ = sc.Close()
-			select {
-			case <-c.hctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		c.sc = sc
-		c.mu.Unlock()
-		c.log.Info("nats streaming reconnected", "subscriptions", len(c.subs))
-		return
-	}
-}
-
-func (c *Conn) current() (stan.Conn, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil, apperr.Wrap(apperr.Unavailable, "NATS Streaming is unavailable", stan.ErrConnectionClosed)
-	}
-	if c.sc == nil {
-		return nil, apperr.New(apperr.Unavailable, "NATS Streaming is unavailable")
-	}
-	return c.sc, nil
 }
 
 // Ready returns nil while connected (for /readyz).
 func (c *Conn) Ready(ctx context.Context) error {
-	sc, err := c.current()
-	if err != nil {
+	if err := c.checkOpen(); err != nil {
 		return err
 	}
-	if nc := sc.NatsConn(); nc == nil || !nc.IsConnected() {
-		return apperr.New(apperr.Unavailable, "NATS Streaming is reconnecting")
+	return c.t.ready()
+}
+
+func (c *Conn) checkOpen() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return apperr.Wrap(apperr.Unavailable, c.broker+" is unavailable", errClosed)
 	}
 	return nil
 }
@@ -325,21 +340,19 @@ func (c *Conn) Publish(ctx context.Context, e Event) error {
 // PublishRaw publishes data on subject (SubjectPrefix is added) and returns
 // after the server acknowledged it.
 func (c *Conn) PublishRaw(ctx context.Context, subject string, data []byte) error {
-	sc, err := c.current()
-	if err != nil {
+	return c.PublishMsg(ctx, subject, "", data)
+}
+
+// PublishMsg is PublishRaw for an event with an id (an outbox entry's):
+// on JetStream it is the Nats-Msg-Id, so that the server drops a second
+// publish of the event within the stream's duplicate window (a relay that
+// republishes after a crash). NATS Streaming ignores it.
+func (c *Conn) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
+	if err := c.checkOpen(); err != nil {
 		return err
 	}
-	done := make(chan error, 1)
-	if _, err := sc.PublishAsync(c.cfg.SubjectPrefix+subject, data, func(_ string, err error) { done <- err }); err != nil {
-		return apperr.Wrap(apperr.Unavailable, "NATS Streaming is unavailable", err)
-	}
-	select {
-	case err = <-done:
-	case <-ctx.Done():
-		err = ctx.Err()
-	}
-	if err != nil {
-		return apperr.Wrap(apperr.Unavailable, "publish to NATS Streaming failed", err)
+	if err := c.t.publish(ctx, c.cfg.SubjectPrefix+subject, msgID, data); err != nil {
+		return err
 	}
 	published.WithLabelValues(subject).Inc()
 	return nil
@@ -356,34 +369,30 @@ func (c *Conn) Subscribe(s Subscription, h Handler) error {
 	if h == nil {
 		return errors.New("events: Subscribe needs a handler")
 	}
+	if err := c.checkOpen(); err != nil {
+		return err
+	}
 	h = Chain(h, s.Middleware...)
-	sub := &subscriber{conn: c, spec: s, handler: h, sem: make(chan struct{}, s.MaxInflight), attempts: map[uint64]*delivery{}}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return apperr.Wrap(apperr.Unavailable, "NATS Streaming is unavailable", stan.ErrConnectionClosed)
+	sub := &subscriber{conn: c, spec: s, handler: h, sem: make(chan struct{}, s.MaxInflight), attempts: map[uint64]*seen{}}
+	if err := c.t.subscribe(sub); err != nil {
+		return err
 	}
-	if c.sc != nil {
-		if err := sub.subscribe(c.sc); err != nil {
-			return apperr.Wrap(apperr.Unavailable, "subscribe to NATS Streaming failed", err)
-		}
-	}
-	// While disconnected the subscription is made on reconnect.
-	c.subs = append(c.subs, sub)
 	c.log.Info("subscribed", "subject", s.Subject, "queue_group", s.QueueGroup, "ack_wait", s.AckWait, "max_inflight", s.MaxInflight)
 	return nil
 }
 
 // CloseSubscriptions stops handling messages: what is delivered from now
-// on is left unacknowledged (the server redelivers it to another member of
-// the queue group, at the latest when Close drops this client), and the
-// handlers in flight get up to CloseGrace to finish before their context
-// is cancelled. The connection stays open for publishing: a service's
-// relay publishes the events its last handlings wrote before Close.
+// on is left unacknowledged (NATS Streaming redelivers it to another
+// member of the queue group, at the latest when Close drops this client;
+// JetStream is told at once, see jsMsg.release), and the handlers in
+// flight get up to CloseGrace to finish before their context is
+// cancelled. The connection stays open for publishing: a service's relay
+// publishes the events its last handlings wrote before Close.
 func (c *Conn) CloseSubscriptions() {
 	c.mu.Lock()
 	c.stopped = true
 	c.mu.Unlock()
+	c.t.stop()
 	c.waitHandlers()
 }
 
@@ -406,8 +415,8 @@ func (c *Conn) waitHandlers() {
 
 // Close closes the subscriptions (see CloseSubscriptions) and the
 // connection, so that the server drops the client at once. It never
-// unsubscribes: durable queue groups survive and a restarted service
-// resumes where it stopped.
+// unsubscribes: durable queue groups and consumers survive and a restarted
+// service resumes where it stopped.
 func (c *Conn) Close() error {
 	c.mu.Lock()
 	if c.closed {
@@ -415,17 +424,11 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.closed = true
-	sc := c.sc
-	c.sc = nil
 	c.mu.Unlock()
 
 	c.waitHandlers()
 	c.hcancel()
-	var err error
-	if sc != nil {
-		err = sc.Close()
-	}
-	c.loops.Wait()
-	c.log.Info("nats streaming connection closed", "err", err)
+	err := c.t.close()
+	c.log.Info("connection closed", "broker", c.broker, "err", err)
 	return err
 }

@@ -1,6 +1,7 @@
 // Package events defines the subjects and payloads that the services exchange
-// over NATS Streaming (JSON, camelCase, as in the original app), and the
-// typed publisher and listener over stan.go.
+// (JSON, camelCase, as in the original app), and the typed publisher and
+// listener over either transport: NATS Streaming (stan.go, the default) or
+// NATS JetStream (nats.go), chosen by Config.Bus (EVENT_BUS).
 //
 // Every replicated record carries a version: a consumer applies version n+1
 // only on top of n, acknowledges duplicates and never applies out of order
@@ -24,6 +25,13 @@ const (
 	// queue group forever.
 	SubjectDeadLetter Subject = "dead-letter"
 )
+
+// Subjects lists every subject: JetStream's stream holds exactly these
+// (with the SubjectPrefix); a publish on another subject fails there.
+var Subjects = []Subject{
+	SubjectTicketCreated, SubjectTicketUpdated, SubjectOrderCreated, SubjectOrderCancelled,
+	SubjectExpirationComplete, SubjectPaymentCreated, SubjectDeadLetter,
+}
 
 // Event is a payload that knows its subject.
 type Event interface{ Subject() Subject }

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"time"
 
-	stan "github.com/nats-io/stan.go"
-
 	"github.com/ticketing-go/ticketing/common/apperr"
 )
 
@@ -20,13 +18,16 @@ type Subscription struct {
 	Subject Subject
 	// QueueGroup is also the durable name ("orders-service"): the members
 	// of a group share the messages, and the group resumes where it stopped
-	// after every member restarted.
+	// after every member restarted. On JetStream the group is one durable
+	// consumer per subject (see consumerName).
 	QueueGroup string
 	// AckWait: a message not acknowledged within it is redelivered
 	// (default DefaultAckWait).
 	AckWait time.Duration
 	// MaxInflight bounds the unacknowledged messages the server sends this
-	// member and the handlers running at once (default 32).
+	// member and the handlers running at once (default 32). On JetStream it
+	// is also the consumer's MaxAckPending, which bounds the group as a
+	// whole.
 	MaxInflight int
 	// MaxDeliveries: a message whose handler failed this many times goes to
 	// the dead-letter subject and is acknowledged (default 5). Transient
@@ -88,7 +89,7 @@ type Msg struct {
 	Subject     string // without the SubjectPrefix
 	QueueGroup  string
 	Data        []byte
-	Sequence    uint64
+	Sequence    uint64 // in the channel (NATS Streaming) or the stream (JetStream)
 	Redelivered bool
 	Attempt     int // 1 on the first delivery
 	Timestamp   time.Time
@@ -96,7 +97,8 @@ type Msg struct {
 
 // Handler handles one message: nil -> ack; an error -> no ack, the server
 // redelivers after AckWait (a Poison error, the last allowed attempt, or a
-// predecessor missing for GapGiveUp -> dead letter and ack).
+// predecessor missing for GapGiveUp -> dead letter and ack). On JetStream
+// a missing predecessor (ErrEarly) comes back sooner: see jsMsg.retry.
 type Handler func(ctx context.Context, m *Msg) error
 
 // Middleware wraps a Handler.
@@ -193,7 +195,9 @@ func Timeout(d time.Duration) Middleware {
 	}
 }
 
-// subscriber is one Subscribe call; it outlives reconnects.
+// subscriber is one Subscribe call; it outlives reconnects. It decides
+// what becomes of every delivery, whatever the transport: attempts, the
+// dead letter, retries, panics, shutdown.
 type subscriber struct {
 	conn    *Conn
 	spec    Subscription
@@ -201,68 +205,74 @@ type subscriber struct {
 	sem     chan struct{}
 
 	mu       sync.Mutex
-	attempts map[uint64]*delivery // per sequence, until it is acknowledged here
+	attempts map[uint64]*seen // per sequence, until it is acknowledged here
 }
 
-// delivery is what this member saw of one message.
-type delivery struct {
+// seen is what this member saw of one message.
+type seen struct {
 	n        int       // deliveries seen here (the server's count may be higher)
 	gapSince time.Time // when a handling here first found its predecessor missing
 }
 
-// subscribe (re)creates the stan subscription on sc. The caller holds conn.mu.
-func (s *subscriber) subscribe(sc stan.Conn) error {
-	subject := s.conn.cfg.SubjectPrefix + string(s.spec.Subject)
-	// The stan subscription needs no handle: Close of the connection ends it
-	// and keeps the durable queue group.
-	_, err := sc.QueueSubscribe(subject, s.spec.QueueGroup, s.deliver,
-		stan.DurableName(s.spec.QueueGroup),
-		stan.DeliverAllAvailable(),
-		stan.SetManualAckMode(),
-		stan.AckWait(s.spec.AckWait),
-		stan.MaxInflight(s.spec.MaxInflight),
-	)
-	return err
+// inbound is one delivery as a transport hands it to a subscriber.
+type inbound struct {
+	data        []byte
+	seq         uint64 // the message's sequence in its channel or stream
+	timestamp   time.Time
+	redelivered bool
+	deliveries  int // the server's count of deliveries of the message, this one included
+	settle      settler
 }
 
-// deliver is stan's callback; it hands each message to its own goroutine
-// so that a handler waiting for a predecessor (package inorder) does not
-// hold up the messages behind it.
-func (s *subscriber) deliver(raw *stan.Msg) {
+// settler answers the server about one delivery.
+type settler interface {
+	ack() error
+	// retry: the handling failed and the message is to come back; early
+	// says it failed for a missing predecessor (ErrEarly).
+	retry(early bool, attempt int)
+	// release: delivered after CloseSubscriptions, not handled here.
+	release()
+}
+
+// deliver takes each message from the transport and hands it to its own
+// goroutine, so that a handler waiting for a predecessor (package inorder)
+// does not hold up the messages behind it.
+func (s *subscriber) deliver(in inbound) {
 	c := s.conn
 	c.mu.Lock()
-	closed := c.closed
-	if !closed {
+	stopped := c.closed || c.stopped
+	if !stopped {
 		c.handlers.Add(1)
 	}
 	c.mu.Unlock()
-	if closed {
-		return // not acked: redelivered to another member
+	if stopped {
+		in.settle.release() // not acked: redelivered to another member
+		return
 	}
 	s.sem <- struct{}{}
 	go func() {
 		defer func() { <-s.sem; c.handlers.Done() }()
-		s.handle(raw)
+		s.handle(in)
 	}()
 }
 
-func (s *subscriber) attempt(raw *stan.Msg) int {
+func (s *subscriber) attempt(in inbound) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.attempts) > 100_000 { // sequences acked elsewhere never leave the map
 		clear(s.attempts)
 	}
-	d := s.attempts[raw.Sequence]
+	d := s.attempts[in.seq]
 	if d == nil {
-		d = &delivery{}
-		s.attempts[raw.Sequence] = d
+		d = &seen{}
+		s.attempts[in.seq] = d
 	}
 	d.n++
 	n := d.n
-	if server := int(raw.RedeliveryCount) + 1; server > n {
-		n = server // the server's count also covers deliveries to other members
+	if in.deliveries > n {
+		n = in.deliveries // the server's count also covers deliveries to other members
 	}
-	if raw.Redelivered && n < 2 {
+	if in.redelivered && n < 2 {
 		n = 2
 	}
 	return n
@@ -274,17 +284,17 @@ func (s *subscriber) forget(seq uint64) {
 	s.mu.Unlock()
 }
 
-func (s *subscriber) handle(raw *stan.Msg) {
+func (s *subscriber) handle(in inbound) {
 	c := s.conn
 	subject := string(s.spec.Subject)
 	m := &Msg{
 		Subject:     subject,
 		QueueGroup:  s.spec.QueueGroup,
-		Data:        raw.Data,
-		Sequence:    raw.Sequence,
-		Redelivered: raw.Redelivered,
-		Attempt:     s.attempt(raw),
-		Timestamp:   time.Unix(0, raw.Timestamp),
+		Data:        in.data,
+		Sequence:    in.seq,
+		Redelivered: in.redelivered,
+		Attempt:     s.attempt(in),
+		Timestamp:   in.timestamp,
 	}
 	if m.Redelivered {
 		redelivered.WithLabelValues(subject).Inc()
@@ -299,14 +309,16 @@ func (s *subscriber) handle(raw *stan.Msg) {
 		if dlErr := s.deadLetter(m, err); dlErr != nil {
 			c.log.Error("dead letter publish failed; message will be redelivered", "subject", subject, "seq", m.Sequence, "err", dlErr)
 			consumed.WithLabelValues(subject, "retry").Inc()
+			in.settle.retry(false, m.Attempt)
 			return
 		}
 		result = "dead_letter"
 	default:
 		consumed.WithLabelValues(subject, "retry").Inc()
-		return // no ack: redelivered after AckWait
+		in.settle.retry(errors.Is(err, ErrEarly), m.Attempt)
+		return // no ack: redelivered
 	}
-	if ackErr := raw.Ack(); ackErr != nil {
+	if ackErr := in.settle.ack(); ackErr != nil {
 		c.log.Warn("ack failed; message will be redelivered", "subject", subject, "seq", m.Sequence, "err", ackErr)
 		consumed.WithLabelValues(subject, "ack_failed").Inc()
 		return
@@ -334,7 +346,7 @@ func (s *subscriber) missingFor(seq uint64) time.Duration {
 	defer s.mu.Unlock()
 	d := s.attempts[seq]
 	if d == nil { // cleared in between
-		d = &delivery{n: 1}
+		d = &seen{n: 1}
 		s.attempts[seq] = d
 	}
 	if d.gapSince.IsZero() {

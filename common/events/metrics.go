@@ -6,11 +6,11 @@ import "github.com/ticketing-go/ticketing/common/metrics"
 var (
 	published = metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "events_published_total",
-		Help: "Events published and acknowledged by NATS Streaming.",
+		Help: "Events published and acknowledged by the broker.",
 	}, []string{"subject"})
 	consumed = metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "events_consumed_total",
-		Help: "Event deliveries handled, by result: ack, retry (no ack, redelivered after AckWait), dead_letter, ack_failed.",
+		Help: "Event deliveries handled, by result: ack, retry (no ack, redelivered), dead_letter, ack_failed.",
 	}, []string{"subject", "result"})
 	redelivered = metrics.NewCounterVec(metrics.CounterOpts{
 		Name: "events_redelivered_total",

@@ -41,12 +41,12 @@ func duplicates(t *testing.T, subject, group string) float64 {
 // lost) is redelivered by the server; the gate finds its version applied
 // (Stale) and it counts once in events_duplicates_total.
 func TestRedeliveredDuplicateIsCounted(t *testing.T) {
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	group := "dup-" + events.NewClientID("g")
 	connect := func() *events.Conn {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := events.Connect(ctx, events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("dup"),
+		c, err := events.Connect(ctx, events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("dup"),
 			SubjectPrefix: n.SubjectPrefix, CloseGrace: time.Second}, nil)
 		if err != nil {
 			t.Fatal(err)

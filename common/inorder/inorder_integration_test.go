@@ -85,13 +85,13 @@ type rig struct {
 // connection and Gate, all applying to one replica collection.
 func newRig(t *testing.T, members int) rig {
 	t.Helper()
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	st := replicaStore{coll: testenv.MongoDatabase(t).Collection("tickets")}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	connect := func() *events.Conn {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := events.Connect(ctx, events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("inorder"),
+		c, err := events.Connect(ctx, events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("inorder"),
 			SubjectPrefix: n.SubjectPrefix, CloseGrace: time.Second}, log)
 		if err != nil {
 			t.Fatal(err)

@@ -70,7 +70,7 @@ func (r *fakeRelay) Backlog(context.Context) (int64, error) {
 // stops, the relay keeps running until what the drain wrote is published,
 // and only then stops; Run returns nil.
 func TestShutdownOrder(t *testing.T) {
-	m, n := testenv.Mongo(t), testenv.NATSStreaming(t)
+	m, n := testenv.Mongo(t), testenv.EventBus(t)
 	j := &journal{}
 	relay := &fakeRelay{j: j}
 	relay.pending.Store(3)
@@ -82,7 +82,7 @@ func TestShutdownOrder(t *testing.T) {
 	url := "http://" + ln.Addr().String()
 	cfg := lifecycle.Config{
 		Service: "test", MongoURI: m.URI, MongoDB: m.Database,
-		NATS: &events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("lifecycle-test"), SubjectPrefix: n.SubjectPrefix},
+		NATS: &events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("lifecycle-test"), SubjectPrefix: n.SubjectPrefix},
 	}
 	var subscribed atomic.Bool
 	wire := func(ctx context.Context, d lifecycle.Deps) (lifecycle.Parts, error) {
@@ -173,12 +173,12 @@ func TestShutdownOrder(t *testing.T) {
 // handled to the end before the relay's last flush, so the events its
 // handling wrote go out in this process rather than at the next start.
 func TestShutdownLetsHandlersFinish(t *testing.T) {
-	m, n := testenv.Mongo(t), testenv.NATSStreaming(t)
+	m, n := testenv.Mongo(t), testenv.EventBus(t)
 	j := &journal{}
 	relay := &fakeRelay{j: j}
 	relay.pending.Store(2)
 	natsCfg := func(name string) *events.Config {
-		return &events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: n.SubjectPrefix}
+		return &events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: n.SubjectPrefix}
 	}
 	inHandler := make(chan struct{})
 	var once sync.Once

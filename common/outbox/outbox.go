@@ -135,9 +135,10 @@ func Replace(update bson.M, keep []Entry, entries ...Entry) bson.M {
 }
 
 // Publisher publishes raw event data and returns once the broker has it
-// (events.Conn).
+// (events.Conn). msgID is the entry's id: a broker that deduplicates
+// (JetStream) drops a republish of the entry.
 type Publisher interface {
-	PublishRaw(ctx context.Context, subject string, data []byte) error
+	PublishMsg(ctx context.Context, subject, msgID string, data []byte) error
 }
 
 // UpdatePending applies update to the document matching filter (at most

@@ -38,7 +38,7 @@ func MustConnect(tb testing.TB, n testenv.NATS) *events.Conn {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := events.Connect(ctx, events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("outbox-test"),
+	c, err := events.Connect(ctx, events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("outbox-test"),
 		SubjectPrefix: n.SubjectPrefix, PingInterval: time.Second, PingMaxOut: 2, PubAckWait: 2 * time.Second, CloseGrace: time.Second}, testLog())
 	if err != nil {
 		tb.Fatalf("Connect: %v", err)
@@ -259,7 +259,7 @@ func backlog(tb testing.TB, coll *mongo.Collection) int64 {
 
 func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{})
@@ -308,7 +308,7 @@ func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
 
 func TestNotifiedWritesPropagateWithoutWaitingForThePoll(t *testing.T) {
 	coll, finds := monitoredCollection(t, "tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 	// A poll of an hour: only Notify can deliver these.
@@ -344,7 +344,7 @@ func TestNotifiedWritesPropagateWithoutWaitingForThePoll(t *testing.T) {
 
 func TestWritesSucceedWhileNATSIsDownAndArriveInOrderAfter(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	srv := testenv.DedicatedNATS(t)
+	srv := testenv.DedicatedEventBus(t)
 	conn := MustConnect(t, srv.NATS)
 	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: 200 * time.Millisecond, MaxBackoff: time.Second})
 
@@ -378,17 +378,17 @@ type hangingPublisher struct {
 	left atomic.Int64
 }
 
-func (h *hangingPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
+func (h *hangingPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
 	if h.left.Add(-1) < 0 {
 		<-ctx.Done()
 		return ctx.Err()
 	}
-	return h.pub.PublishRaw(ctx, subject, data)
+	return h.pub.PublishMsg(ctx, subject, msgID, data)
 }
 
 func TestRestartedRelayResumesWithoutLosingEntries(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 
@@ -425,8 +425,8 @@ type countingPublisher struct {
 	n   atomic.Int32
 }
 
-func (c *countingPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
-	err := c.pub.PublishRaw(ctx, subject, data)
+func (c *countingPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
+	err := c.pub.PublishMsg(ctx, subject, msgID, data)
 	if err == nil {
 		c.n.Add(1)
 	}
@@ -440,7 +440,7 @@ func (c *countingPublisher) PublishRaw(ctx context.Context, subject string, data
 // leaves them to be published again.
 func TestFailedCleanupPublishesNothingAgain(t *testing.T) {
 	coll, polls := monitoredCollection(t, "tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	pub := &countingPublisher{pub: MustConnect(t, n)}
 	r := outbox.NewRelay(coll, pub, testLog(), outbox.Options{PollInterval: 20 * time.Millisecond})
 	const faults = 3
@@ -495,7 +495,7 @@ func TestFailedCleanupPublishesNothingAgain(t *testing.T) {
 // been removed and forgotten, and published them again.
 func TestPollsAddNothingToWhatTheRelayHolds(t *testing.T) {
 	coll, polls := monitoredCollection(t, "tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	pub := &countingPublisher{pub: slowPublisher{pub: MustConnect(t, n), delay: 20 * time.Millisecond}}
 	r := outbox.NewRelay(coll, pub, testLog(), outbox.Options{PollInterval: 10 * time.Millisecond, Workers: 1})
 	outbox.SetRememberRemoved(r, time.Second)
@@ -526,7 +526,7 @@ type slowPublisher struct {
 	delay time.Duration
 }
 
-func (s slowPublisher) PublishRaw(ctx context.Context, subject string, data []byte) error {
+func (s slowPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
 	t := time.NewTimer(s.delay)
 	defer t.Stop()
 	select {
@@ -534,12 +534,12 @@ func (s slowPublisher) PublishRaw(ctx context.Context, subject string, data []by
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	return s.pub.PublishRaw(ctx, subject, data)
+	return s.pub.PublishMsg(ctx, subject, msgID, data)
 }
 
 func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 	a, _ := MustRunRelay(t, coll, MustConnect(t, n), outbox.Options{PollInterval: 50 * time.Millisecond})
@@ -574,7 +574,7 @@ func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 // while it has no entries.
 func TestDocumentsWithAWrongCountArePublishedAndTheCountRepaired(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	col := collect(t, MustConnect(t, n))
 	ctx := context.Background()
 	legacy := primitive.NewObjectID()
@@ -625,7 +625,7 @@ func TestPushKeepsOtherOperators(t *testing.T) {
 // still go out in version order and every entry is removed.
 func TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 	ctx := context.Background()
@@ -665,7 +665,7 @@ func TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots(t *testing.T) {
 // published as they are, even for a document the relay could not read.
 func TestNotifyPendingPublishesWithoutReading(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})

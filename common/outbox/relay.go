@@ -508,7 +508,7 @@ func (r *Relay) process(ctx context.Context, id any) error {
 			continue // published from an earlier snapshot; its removal is under way
 		}
 		pctx, cancel := context.WithTimeout(ctx, r.opts.PublishTimeout)
-		pubErr = r.pub.PublishRaw(pctx, e.Subject, e.Data)
+		pubErr = r.pub.PublishMsg(pctx, e.Subject, e.ID.Hex(), e.Data)
 		cancel()
 		if pubErr != nil {
 			if ctx.Err() == nil {

@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 // TestRun runs the whole service as main does, from the environment, until
 // its context is cancelled (what SIGTERM does), and expects a clean stop.
 func TestRun(t *testing.T) {
-	mongo, nats := testenv.Mongo(t), testenv.NATSStreaming(t)
+	mongo, nats := testenv.Mongo(t), testenv.EventBus(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -27,7 +27,7 @@ func TestRun(t *testing.T) {
 	ln.Close()
 	for k, v := range map[string]string{
 		"PORT": strconv.Itoa(port), "MONGO_URI": mongo.URI, "MONGO_DB": mongo.Database, "JWT_KEY": "main-test-key",
-		"NATS_URL": nats.URL, "NATS_CLUSTER_ID": nats.ClusterID, "NATS_SUBJECT_PREFIX": nats.SubjectPrefix,
+		"EVENT_BUS": nats.Bus, "NATS_URL": nats.URL, "NATS_CLUSTER_ID": nats.ClusterID, "NATS_SUBJECT_PREFIX": nats.SubjectPrefix,
 		"NATS_CLIENT_ID": "tickets-main-test",
 	} {
 		t.Setenv(k, v)

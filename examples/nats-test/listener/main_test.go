@@ -26,9 +26,10 @@ func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(
 // The listener receives what the publisher (go run, as docs/NATS.md says)
 // sends, redelivers what it failed, and stops cleanly on cancel.
 func TestListenerReceivesPublishedTickets(t *testing.T) {
-	n := testenv.NATSStreaming(t)
+	n := testenv.EventBus(t)
 	t.Setenv("NATS_URL", n.URL)
 	t.Setenv("NATS_CLUSTER_ID", n.ClusterID)
+	t.Setenv("EVENT_BUS", n.Bus)
 	t.Setenv("NATS_SUBJECT_PREFIX", n.SubjectPrefix)
 
 	var out syncBuf

@@ -87,7 +87,7 @@ func startStack(tb testing.TB, window time.Duration) *stack {
 	tb.Helper()
 	bin := buildServices(tb)
 	m := testenv.Mongo(tb)
-	n := testenv.NATSStreaming(tb)
+	n := testenv.EventBus(tb)
 	stripe := declineProxy(tb, testenv.StripeMock(tb))
 
 	urls := map[string]string{}
@@ -100,6 +100,7 @@ func startStack(tb testing.TB, window time.Duration) *stack {
 			"JWT_KEY=" + jwtKey,
 			"NATS_URL=" + n.URL,
 			"NATS_CLUSTER_ID=" + n.ClusterID,
+			"EVENT_BUS=" + n.Bus,
 			"NATS_CLIENT_ID=" + b.name + "-client-test-" + strconv.Itoa(port),
 			"NATS_SUBJECT_PREFIX=" + n.SubjectPrefix,
 			"LOG_LEVEL=warn",

@@ -40,7 +40,7 @@ type world struct {
 
 func mustWorld(tb testing.TB) *world {
 	tb.Helper()
-	w := &world{mongo: testenv.Mongo(tb), nats: testenv.NATSStreaming(tb), received: map[string][]time.Time{}}
+	w := &world{mongo: testenv.Mongo(tb), nats: testenv.EventBus(tb), received: map[string][]time.Time{}}
 	w.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		w.log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -72,7 +72,7 @@ func mustWorld(tb testing.TB) *world {
 }
 
 func (w *world) natsConfig(name string) events.Config {
-	return events.Config{URL: w.nats.URL, ClusterID: w.nats.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: w.nats.SubjectPrefix}
+	return events.Config{Bus: w.nats.Bus, URL: w.nats.URL, ClusterID: w.nats.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: w.nats.SubjectPrefix}
 }
 
 // instance is one running expiration service.

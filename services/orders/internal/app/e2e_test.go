@@ -67,6 +67,7 @@ func MustStartTickets(tb testing.TB, s *service) string {
 		"MONGO_URI="+s.Mongo.URI,
 		"MONGO_DB="+s.Mongo.Database+"_tickets",
 		"JWT_KEY="+jwtKey,
+		"EVENT_BUS="+s.NATS.Bus,
 		"NATS_URL="+s.NATS.URL,
 		"NATS_CLUSTER_ID="+s.NATS.ClusterID,
 		"NATS_CLIENT_ID=tickets-e2e-"+strconv.Itoa(port),

@@ -46,9 +46,9 @@ type service struct {
 func MustStartService(tb testing.TB, window time.Duration) *service {
 	tb.Helper()
 	m := testenv.Mongo(tb)
-	n := testenv.NATSStreaming(tb)
+	n := testenv.EventBus(tb)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	natsCfg := events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("orders-test"), SubjectPrefix: n.SubjectPrefix}
+	natsCfg := events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("orders-test"), SubjectPrefix: n.SubjectPrefix}
 	cfg := app.Config{MongoURI: m.URI, MongoDB: m.Database, JWTKey: jwtKey, NATS: natsCfg, ExpirationWindow: window}
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")

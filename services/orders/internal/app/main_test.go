@@ -35,7 +35,7 @@ func TestBinary(t *testing.T) {
 	})
 
 	t.Run("graceful stop", func(t *testing.T) {
-		m, n := testenv.Mongo(t), testenv.NATSStreaming(t)
+		m, n := testenv.Mongo(t), testenv.EventBus(t)
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -45,7 +45,7 @@ func TestBinary(t *testing.T) {
 		var out bytes.Buffer
 		cmd := exec.Command(bin)
 		cmd.Env = append(os.Environ(), "PORT="+port, "MONGO_URI="+m.URI, "MONGO_DB="+m.Database, "JWT_KEY="+jwtKey,
-			"NATS_URL="+n.URL, "NATS_CLUSTER_ID="+n.ClusterID, "NATS_SUBJECT_PREFIX="+n.SubjectPrefix, "LOG_FORMAT=text")
+			"EVENT_BUS="+n.Bus, "NATS_URL="+n.URL, "NATS_CLUSTER_ID="+n.ClusterID, "NATS_SUBJECT_PREFIX="+n.SubjectPrefix, "LOG_FORMAT=text")
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)

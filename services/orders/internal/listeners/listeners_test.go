@@ -142,11 +142,11 @@ func (s recordingStore) record(ctx context.Context, t domain.Ticket) func(inorde
 func MustStartListeners(tb testing.TB, instances int, o listeners.Options) *rig {
 	tb.Helper()
 	db := testenv.MongoDatabase(tb)
-	n := testenv.NATSStreaming(tb)
+	n := testenv.EventBus(tb)
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	connect := func(name string) *events.Conn {
 		c, err := events.Connect(context.Background(), events.Config{
-			URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: n.SubjectPrefix,
+			Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID(name), SubjectPrefix: n.SubjectPrefix,
 		}, log)
 		if err != nil {
 			tb.Fatal(err)

@@ -172,7 +172,7 @@ type harness struct {
 func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	tb.Helper()
 	m := testenv.Mongo(tb)
-	n := testenv.NATSStreaming(tb)
+	n := testenv.EventBus(tb)
 	h := &harness{stripe: mustStripeProxy(tb)}
 
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -186,7 +186,7 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	h.url = "http://" + ln.Addr().String()
 	cfg := Config{
 		MongoURI: m.URI, MongoDB: m.Database, JWTKey: string(jwtKey),
-		NATS:          events.Config{URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("payments-test"), SubjectPrefix: n.SubjectPrefix},
+		NATS:          events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, ClientID: events.NewClientID("payments-test"), SubjectPrefix: n.SubjectPrefix},
 		StripeKey:     "sk_test_123",
 		StripeAPIBase: h.stripe.srv.URL,
 		StripeTimeout: 10 * time.Second,
@@ -217,7 +217,7 @@ func mustStartPayments(tb testing.TB, opts ...func(*Config)) *harness {
 	}
 	tb.Cleanup(func() { _ = client.Disconnect(context.Background()) })
 	h.db = db
-	pub, err := events.Connect(sctx, events.Config{URL: n.URL, ClusterID: n.ClusterID,
+	pub, err := events.Connect(sctx, events.Config{Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID,
 		ClientID: events.NewClientID("payments-test-client"), SubjectPrefix: n.SubjectPrefix}, log)
 	if err != nil {
 		tb.Fatal(err)

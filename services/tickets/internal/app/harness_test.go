@@ -32,12 +32,9 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 var testKey = []byte("test-jwt-key")
 
 // natsTarget is where a test's NATS Streaming server is.
-type natsTarget struct{ URL, ClusterID, SubjectPrefix string }
+type natsTarget = testenv.NATS
 
-func sharedNATS(tb testing.TB) natsTarget {
-	n := testenv.NATSStreaming(tb)
-	return natsTarget{n.URL, n.ClusterID, n.SubjectPrefix}
-}
+func sharedNATS(tb testing.TB) natsTarget { return testenv.EventBus(tb) }
 
 // MustConnect connects a NATS Streaming client to n, closed in Cleanup.
 func MustConnect(tb testing.TB, n natsTarget, name string) *events.Conn {
@@ -45,7 +42,7 @@ func MustConnect(tb testing.TB, n natsTarget, name string) *events.Conn {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	conn, err := events.Connect(ctx, events.Config{
-		URL: n.URL, ClusterID: n.ClusterID, SubjectPrefix: n.SubjectPrefix,
+		Bus: n.Bus, URL: n.URL, ClusterID: n.ClusterID, SubjectPrefix: n.SubjectPrefix,
 		ClientID: events.NewClientID(name),
 	}, nil)
 	if err != nil {

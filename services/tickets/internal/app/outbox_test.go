@@ -52,8 +52,8 @@ func backlog(t *testing.T, a *instance) int64 {
 // version order per ticket, none lost.
 func TestOutboxNATSOutage(t *testing.T) {
 	db := testenv.MongoDatabase(t)
-	srv := testenv.DedicatedNATS(t)
-	n := natsTarget{srv.URL, srv.ClusterID, srv.SubjectPrefix}
+	srv := testenv.DedicatedEventBus(t)
+	n := srv.NATS
 	obs := MustObserve(t, n)
 	a := MustStartApp(t, db, n, appOptions{})
 
