@@ -502,22 +502,12 @@ func TestDeploymentEnvMatchesServiceConfig(t *testing.T) {
 			}
 			for v := range vars {
 				if !reads[v] && !runtimeEnv[v] {
-					// TODO(issue 18): remove once the JetStream transport of
-					// common/events, which reads these, is merged.
-					if jetStreamEnv[v] && !reads["EVENT_BUS"] {
-						t.Logf("Deployment %s sets %s: not checked, common/events has no JetStream transport yet", d.Name, v)
-						continue
-					}
 					t.Errorf("Deployment %s sets %s, which %s never reads (a typo?)", d.Name, v, name)
 				}
 			}
 		}
 	})
 }
-
-// jetStreamEnv are the variables the jetstream overlay sets for the
-// JetStream transport of common/events.
-var jetStreamEnv = map[string]bool{"EVENT_BUS": true, "NATS_JS_REPLICAS": true}
 
 // docPage returns a page of docs/ (KUBERNETES.md, CONFIGURATION.md: the
 // pages these tests hold to the manifests and the code).
