@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log/slog"
 	"math/rand/v2"
 	"sort"
@@ -10,10 +11,11 @@ import (
 	"sync"
 	"time"
 
-	stan "github.com/nats-io/stan.go"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+
+	"github.com/ticketing-go/ticketing/common/events"
 )
 
 // Bench holds the connections of one run.
@@ -22,7 +24,7 @@ type Bench struct {
 	log     *slog.Logger
 	api     *API
 	mc      *mongo.Client
-	sc      stan.Conn
+	bus     *events.Conn
 	floor   *Floor
 	replica Replica
 	tickets *mongo.Collection
@@ -67,13 +69,16 @@ func NewBench(ctx context.Context, cfg Config, log *slog.Logger) (*Bench, error)
 		mc.Disconnect(context.Background())
 		return nil, fmt.Errorf("mongo ping: %w", err)
 	}
-	sc, err := stan.Connect(cfg.NATSCluster, fmt.Sprintf("loadgen-%d", rand.Uint32()), stan.NatsURL(cfg.NATSURL), stan.ConnectWait(10*time.Second))
+	// The floor's publishes go to a stream of their own (on JetStream)
+	// under their own prefix, on the bus the services use.
+	bus, err := events.Connect(rctx, events.Config{Bus: cfg.EventBus, URL: cfg.NATSURL, ClusterID: cfg.NATSCluster,
+		ClientID: fmt.Sprintf("loadgen-%d", rand.Uint32()), SubjectPrefix: "loadgen-floor."}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		mc.Disconnect(context.Background())
-		return nil, fmt.Errorf("nats streaming: %w", err)
+		return nil, fmt.Errorf("nats (%s): %w", cfg.EventBus, err)
 	}
-	b.sc = sc
-	b.floor = NewFloor(mc.Database(cfg.FloorDB).Collection("docs"), mc.Database(cfg.FloorDB).Collection("inserts"), sc, "loadgen.floor")
+	b.bus = bus
+	b.floor = NewFloor(mc.Database(cfg.FloorDB).Collection("docs"), mc.Database(cfg.FloorDB).Collection("inserts"), bus, string(events.SubjectTicketUpdated))
 	b.replica = Replica{Coll: mc.Database(cfg.OrdersDB).Collection(cfg.ReplicaColl)}
 	b.tickets = mc.Database(cfg.TicketsDB).Collection(cfg.TicketsColl)
 	return b, nil
@@ -85,8 +90,8 @@ const servicePoolSize = 32
 
 // Close releases the connections.
 func (b *Bench) Close() {
-	if b.sc != nil {
-		b.sc.Close()
+	if b.bus != nil {
+		b.bus.Close()
 	}
 	if b.mc != nil {
 		b.mc.Disconnect(context.Background())

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"time"
 
-	stan "github.com/nats-io/stan.go"
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
@@ -18,7 +17,7 @@ import (
 type Floor struct {
 	coll    *mongo.Collection // documents found and updated, padded to the service's size
 	inserts *mongo.Collection // documents the insert floors create
-	sc      stan.Conn
+	pub     Publisher
 	subject string
 	docs    []floorDoc // one per worker
 }
@@ -34,11 +33,17 @@ func floorPayload(id primitive.ObjectID, v int64) []byte {
 	return b
 }
 
+// Publisher publishes and returns once the broker has stored the message
+// (an *events.Conn, on the bus the services use).
+type Publisher interface {
+	PublishRaw(ctx context.Context, subject string, data []byte) error
+}
+
 // NewFloor uses the collections coll (found and updated documents) and
-// inserts (inserted ones) of its own database on the same server, and the
-// NATS Streaming connection sc.
-func NewFloor(coll, inserts *mongo.Collection, sc stan.Conn, subject string) *Floor {
-	return &Floor{coll: coll, inserts: inserts, sc: sc, subject: subject}
+// inserts (inserted ones) of its own database on the same server, and pub
+// on subject.
+func NewFloor(coll, inserts *mongo.Collection, pub Publisher, subject string) *Floor {
+	return &Floor{coll: coll, inserts: inserts, pub: pub, subject: subject}
 }
 
 // Prepare gives each of n workers its own document and pads the
@@ -75,9 +80,8 @@ func (f *Floor) Pad(ctx context.Context, size int64) error {
 	return nil
 }
 
-func (f *Floor) publish(id primitive.ObjectID, v int64) error {
-	// stan.Conn.Publish blocks until the server acknowledged the message.
-	return f.sc.Publish(f.subject, floorPayload(id, v))
+func (f *Floor) publish(ctx context.Context, id primitive.ObjectID, v int64) error {
+	return f.pub.PublishRaw(ctx, f.subject, floorPayload(id, v))
 }
 
 // InsertPublish is the floor of POST /api/tickets: insert, then publish.
@@ -86,7 +90,7 @@ func (f *Floor) InsertPublish(ctx context.Context, w int) error {
 	if _, err := f.inserts.InsertOne(ctx, bson.M{"_id": id, "title": "floor ticket", "price": 20.0, "userId": "5f5e5e5e5e5e5e5e5e5e5e5e", "version": int64(0)}); err != nil {
 		return err
 	}
-	return f.publish(id, 0)
+	return f.publish(ctx, id, 0)
 }
 
 // Find is the floor of GET /api/tickets/:id: find the worker's document by id.
@@ -102,7 +106,7 @@ func (f *Floor) UpdatePublish(ctx context.Context, w int) error {
 		return err
 	}
 	d := f.docs[w]
-	return f.publish(d.id, d.version)
+	return f.publish(ctx, d.id, d.version)
 }
 
 func (f *Floor) update(ctx context.Context, w int) error {
@@ -127,7 +131,7 @@ func (f *Floor) OrderCycle(ctx context.Context, w int) error {
 	if _, err := f.inserts.InsertOne(ctx, bson.M{"_id": id, "status": "created", "ticket": f.docs[w].id, "version": int64(0)}); err != nil {
 		return err
 	}
-	if err := f.publish(id, 0); err != nil {
+	if err := f.publish(ctx, id, 0); err != nil {
 		return err
 	}
 	res, err := f.inserts.UpdateOne(ctx, bson.M{"_id": id, "version": int64(0)}, bson.M{"$set": bson.M{"status": "cancelled"}, "$inc": bson.M{"version": 1}})
@@ -137,5 +141,5 @@ func (f *Floor) OrderCycle(ctx context.Context, w int) error {
 	if res.MatchedCount != 1 {
 		return fmt.Errorf("floor cancel: not matched")
 	}
-	return f.publish(id, 1)
+	return f.publish(ctx, id, 1)
 }

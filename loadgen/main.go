@@ -34,6 +34,7 @@ type Config struct {
 	OrdersDB, ReplicaColl                   string
 	FloorDB                                 string
 	NATSURL, NATSCluster                    string
+	EventBus                                string // events.Config.Bus: "stan" or "jetstream"
 	Concurrency                             []int
 	Run, Warmup                             time.Duration
 	PropDuration                            time.Duration
@@ -105,6 +106,7 @@ func parseConfig(args []string) (Config, error) {
 	fs.StringVar(&c.FloorDB, "floor-db", env("BENCH_FLOOR_DB", "loadgen_floor"), "database for the floor measurements")
 	fs.StringVar(&c.NATSURL, "nats", env("BENCH_NATS_URL", env("NATS_URL", "nats://127.0.0.1:4222")), "NATS Streaming URL (BENCH_NATS_URL, NATS_URL)")
 	fs.StringVar(&c.NATSCluster, "cluster", env("BENCH_NATS_CLUSTER_ID", env("NATS_CLUSTER_ID", "ticketing")), "NATS Streaming cluster id")
+	fs.StringVar(&c.EventBus, "bus", env("EVENT_BUS", "stan"), "the services' event bus: stan or jetstream (EVENT_BUS)")
 	conc := fs.String("c", env("BENCH_CONCURRENCY", "16"), "concurrency levels (e.g. 1,16,64)")
 	fs.DurationVar(&c.Run, "d", durEnv("BENCH_RUN", 10*time.Second), "measured duration of each run (the window)")
 	fs.DurationVar(&c.Warmup, "warmup", durEnv("BENCH_WARMUP", 300*time.Millisecond), "unmeasured warm-up of each run")
