@@ -12,15 +12,16 @@ MODULE_PKGS = $(shell go list -m -f '{{.Path}}/...')
 dev:
 	go run ./devstack
 
-## test: every test of every module, against real servers (testenv-prepare prints the mode and readies the images)
+## test: every test of every module, against real servers (testenv-prepare prints the mode and readies the images), then the whole-system tests (e2e) once more on NATS JetStream (the events suite runs on both transports in the first pass)
 test:
 	go run ./testenv/cmd/testenv-prepare
 	go test -count=1 -timeout 20m $(MODULE_PKGS)
+	TESTENV_EVENT_BUS=jetstream go test -count=1 -timeout 20m ./e2e/...
 
-## test-jetstream: the whole-system tests (e2e) on NATS JetStream; make test runs the events suite on both transports and everything else on NATS Streaming
+## test-jetstream: only the whole-system tests (e2e) on NATS JetStream
 test-jetstream:
 	go run ./testenv/cmd/testenv-prepare
-	TESTENV_EVENT_BUS=jetstream go test -count=1 -timeout 30m ./e2e/...
+	TESTENV_EVENT_BUS=jetstream go test -count=1 -timeout 20m ./e2e/...
 
 ## lint: gofmt and go vet over every module
 lint:
