@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -35,21 +34,7 @@ const answerBound = 30 * time.Second
 // the connection), and with the CPU contended by busy loops. Liveness is the
 // assertion: every write of a client that waits is answered within
 // answerBound, and afterwards each collection still takes writes.
-func TestWritesAreAlwaysAnswered(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { checkLiveness(t, MustStart(t)) })
-	t.Run("postgresql", func(t *testing.T) {
-		url := os.Getenv("STANDIN_TEST_POSTGRESQL_URL")
-		if url == "" {
-			t.Skip("STANDIN_TEST_POSTGRESQL_URL not set")
-		}
-		s, err := Start(context.Background(), Options{Handler: "postgresql", PostgreSQLURL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		checkLiveness(t, s)
-	})
-}
+func TestWritesAreAlwaysAnswered(t *testing.T) { eachBackend(t, checkLiveness) }
 
 func checkLiveness(t *testing.T, s *Server) {
 	db := mustConnect(t, s.URI())
@@ -250,21 +235,7 @@ func checkLiveness(t *testing.T, s *Server) {
 // itself, so that the abandoned writes certainly wait, then checks that a
 // patient write is answered at once after the turn is given back and that
 // none of the abandoned writes changed the document.
-func TestAbandonedWritesNeverRun(t *testing.T) {
-	t.Run("sqlite", func(t *testing.T) { checkAbandonedWrites(t, MustStart(t)) })
-	t.Run("postgresql", func(t *testing.T) {
-		url := os.Getenv("STANDIN_TEST_POSTGRESQL_URL")
-		if url == "" {
-			t.Skip("STANDIN_TEST_POSTGRESQL_URL not set")
-		}
-		s, err := Start(context.Background(), Options{Handler: "postgresql", PostgreSQLURL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		checkAbandonedWrites(t, s)
-	})
-}
+func TestAbandonedWritesNeverRun(t *testing.T) { eachBackend(t, checkAbandonedWrites) }
 
 func checkAbandonedWrites(t *testing.T, s *Server) {
 	db := mustConnect(t, s.URI())

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -13,24 +12,6 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 )
-
-// eachBackend runs check on a stand-in of each backend (PostgreSQL where
-// STANDIN_TEST_POSTGRESQL_URL is set, as .ci/run sets it).
-func eachBackend(t *testing.T, check func(t *testing.T, s *Server)) {
-	t.Run("sqlite", func(t *testing.T) { check(t, MustStart(t)) })
-	t.Run("postgresql", func(t *testing.T) {
-		url := os.Getenv("STANDIN_TEST_POSTGRESQL_URL")
-		if url == "" {
-			t.Skip("STANDIN_TEST_POSTGRESQL_URL not set")
-		}
-		s, err := Start(context.Background(), Options{Handler: "postgresql", PostgreSQLURL: url})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		check(t, s)
-	})
-}
 
 // A bulk write of more statements than FerretDB may run in one command is
 // run in parts, and answered as MongoDB answers it: counts over every

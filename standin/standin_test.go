@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -31,6 +32,24 @@ func MustStart(tb testing.TB) *Server {
 		}
 	})
 	return s
+}
+
+// eachBackend runs check on a stand-in of each backend (PostgreSQL where
+// STANDIN_TEST_POSTGRESQL_URL is set, as .ci/run sets it).
+func eachBackend(t *testing.T, check func(t *testing.T, s *Server)) {
+	t.Run("sqlite", func(t *testing.T) { check(t, MustStart(t)) })
+	t.Run("postgresql", func(t *testing.T) {
+		url := os.Getenv("STANDIN_TEST_POSTGRESQL_URL")
+		if url == "" {
+			t.Skip("STANDIN_TEST_POSTGRESQL_URL not set")
+		}
+		s, err := Start(context.Background(), Options{Handler: "postgresql", PostgreSQLURL: url})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		check(t, s)
+	})
 }
 
 func mustConnect(tb testing.TB, uri string) *mongo.Database {
