@@ -480,7 +480,7 @@ type ConsumerState struct {
 	NumPending          uint64
 }
 
-// StreamStates reads stream and its consumers from every running,
+// StreamStates reads stream and its durable consumers from every running,
 // connected node's /jsz: each node's own replica.
 func (c *JetStreamCluster) StreamStates(ctx context.Context, stream string) ([]StreamState, error) {
 	var out []StreamState
@@ -504,6 +504,9 @@ func (c *JetStreamCluster) StreamStates(ctx context.Context, stream string) ([]S
 				st.Messages, st.FirstSeq, st.LastSeq = s.State.Messages, s.State.FirstSeq, s.State.LastSeq
 				st.Consumers = map[string]ConsumerState{}
 				for _, cs := range s.Consumers {
+					if cs.Config.Durable == "" {
+						continue // an ephemeral consumer lives on one node only
+					}
 					st.Consumers[cs.Name] = ConsumerState{
 						Leader:    cs.Cluster.Leader,
 						Delivered: cs.Delivered.StreamSeq, AckFloor: cs.AckFloor.StreamSeq,
@@ -582,20 +585,18 @@ func FormatStreamStates(states []StreamState) string {
 	return b.String()
 }
 
-// ClientConnections counts the client connections of the node whose
-// name starts with prefix (all with "").
-func (c *JetStreamCluster) ClientConnections(ctx context.Context, n *JetStreamNode, prefix string) (int, error) {
+// ClientNames lists the names of the node's client connections ("" for
+// a client that gave none).
+func (c *JetStreamCluster) ClientNames(ctx context.Context, n *JetStreamNode) ([]string, error) {
 	var z connz
 	if err := c.monitor(ctx, n, "/connz?limit=1024", &z); err != nil {
-		return 0, err
+		return nil, err
 	}
-	k := 0
-	for _, cn := range z.Conns {
-		if strings.HasPrefix(cn.Name, prefix) {
-			k++
-		}
+	names := make([]string, len(z.Conns))
+	for i, cn := range z.Conns {
+		names[i] = cn.Name
 	}
-	return k, nil
+	return names, nil
 }
 
 // monitor GETs a monitoring endpoint of n and decodes its JSON into v.
@@ -639,7 +640,10 @@ type (
 					LastSeq  uint64 `json:"last_seq"`
 				} `json:"state"`
 				Consumers []struct {
-					Name    string `json:"name"`
+					Name   string `json:"name"`
+					Config struct {
+						Durable string `json:"durable_name"`
+					} `json:"config"`
 					Cluster struct {
 						Leader string `json:"leader"`
 					} `json:"cluster"`
