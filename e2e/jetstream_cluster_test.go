@@ -80,8 +80,13 @@ func TestJetStreamCluster(t *testing.T) {
 
 func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f clusterFault) {
 	ctx := context.Background()
+	phase := time.Now()
+	step := func(what string) { // the steps' times, for tuning the bounds
+		t.Logf("%s: %s", what, time.Since(phase).Round(time.Millisecond))
+		phase = time.Now()
+	}
 	tickets := makeTickets(t, s, c, seller, 10)
-	const streams, perStream = 4, 25
+	const streams, perStream = 4, 15
 	orderTickets := makeTickets(t, s, c, seller, streams*perStream)
 
 	victim, err := s.Cluster.StreamLeader(ctx, stream)
@@ -103,7 +108,9 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 		return c.Tickets(ctx, seller, http.MethodPut, path, body)
 	})
 	ord := startOrderStreams(t, c, buyer, orderTickets, streams, perStream)
-	Eventually(t, 30*time.Second, func() bool { return b.acks.Count() >= 100 }, func() string { return "too few writes before the fault" })
+	step("tickets made")
+	Eventually(t, 30*time.Second, func() bool { return b.acks.Count() >= 50 }, func() string { return "too few writes before the fault" })
+	step("50 writes before the fault")
 
 	onVictim := s.servicesOn(t, victim)
 	ticketsOnVictim := 0
@@ -121,13 +128,15 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 		t.Fatalf("%s %s: %v", f.name, victim.Name, err)
 	}
 	faultAt := time.Now()
-	// The fault lasts while 150 more writes are acknowledged (a load-made
+	step(f.name + " " + victim.Name)
+	// The fault lasts while 100 more writes are acknowledged (a load-made
 	// length: writes go to the services' databases and outboxes whatever
 	// the bus does). Meanwhile the remaining nodes carry the events of the
 	// tickets services that reach them: all of them after a kill (they
 	// reconnect elsewhere), those not connected to the victim during a
 	// partition (the others keep their connection to it and stall).
-	Eventually(t, time.Minute, func() bool { return b.acks.Count() >= ackedAtFault+150 }, func() string { return "too few writes during the fault" })
+	Eventually(t, time.Minute, func() bool { return b.acks.Count() >= ackedAtFault+100 }, func() string { return "too few writes during the fault" })
+	step("100 writes during the fault")
 	carries := !f.stalls || ticketsOnVictim < len(s.Tickets)
 	if carries {
 		Eventually(t, time.Minute, func() bool { return obs.total() >= seenAtFault+100 }, func() string {
@@ -135,6 +144,7 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 		})
 	}
 	seenDuring := obs.total() - seenAtFault
+	step("100 events during the fault")
 	rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
 	err = f.recover(rctx, victim)
 	rcancel()
@@ -142,10 +152,12 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 		t.Fatalf("after %s %s: %v", f.name, victim.Name, err)
 	}
 	recovered := time.Now()
+	step("recovered")
 	atRecovery := b.acks.Count()
-	Eventually(t, 30*time.Second, func() bool { return b.acks.Count() >= atRecovery+100 }, func() string { return "too few writes after the recovery" })
+	Eventually(t, 30*time.Second, func() bool { return b.acks.Count() >= atRecovery+50 }, func() string { return "too few writes after the recovery" })
 	b.Stop()
 	ord.stop()
+	step("50 writes after the recovery, load stopped")
 	b.checkBad(t)
 	ord.checkBad(t)
 
@@ -166,6 +178,7 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 	}
 	// Orders: each acknowledged reservation and cancellation applied once.
 	oconv, overtaken := ord.converge(t, s)
+	step("services' replicas converged")
 	// Every node holds the same stream and the same durable consumers,
 	// which have all acknowledged everything.
 	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
@@ -176,6 +189,7 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 	} else {
 		t.Logf("stream replicas:\n%s", testenv.FormatStreamStates(states))
 	}
+	step("stream replicas converged")
 	var services []string
 	for n := range onVictim {
 		services = append(services, n.Name)
