@@ -50,8 +50,10 @@ type clusterFault struct {
 // It runs with TESTENV_EVENT_BUS=jetstream (make test-jetstream) and needs
 // a Docker engine.
 func TestJetStreamCluster(t *testing.T) {
-	if bus, err := testenv.EventBusName(); err != nil || bus != testenv.BusJetStream {
-		t.Skipf("the JetStream cluster scenario runs with TESTENV_EVENT_BUS=jetstream (make test-jetstream); bus now %q %v", bus, err)
+	if bus, err := testenv.EventBusName(); err != nil {
+		t.Fatal(err)
+	} else if bus != testenv.BusJetStream {
+		t.Skipf("the JetStream cluster scenario runs with TESTENV_EVENT_BUS=jetstream (make test-jetstream), not on the %s bus", bus)
 	}
 	testenv.RequireContainers(t, "the JetStream cluster scenario")
 	s := StartSystem(t, Options{JetStreamCluster: true})
