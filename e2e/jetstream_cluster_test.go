@@ -188,6 +188,8 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 	wcancel()
 	if err != nil {
 		t.Errorf("stream replicas not converged: %v\n%s", err, testenv.FormatStreamStates(states))
+	} else if len(states[0].Consumers) == 0 {
+		t.Errorf("no durable consumer of the services in the stream's replicas:\n%s", testenv.FormatStreamStates(states))
 	} else {
 		t.Logf("stream replicas:\n%s", testenv.FormatStreamStates(states))
 	}

@@ -489,7 +489,8 @@ func (c *JetStreamCluster) StreamStates(ctx context.Context, stream string) ([]S
 			continue
 		}
 		var j jsz
-		if err := c.monitor(ctx, n, "/jsz?accounts=true&streams=true&consumers=true", &j); err != nil {
+		// config=true: without it, /jsz leaves out the consumers' durable names.
+		if err := c.monitor(ctx, n, "/jsz?accounts=true&streams=true&consumers=true&config=true", &j); err != nil {
 			return nil, err
 		}
 		st := StreamState{Node: n.Name}
