@@ -7,5 +7,9 @@
 // only to check invariants. They need a Docker engine and are skipped
 // without one.
 //
+// With TESTENV_EVENT_BUS=jetstream, TestJetStreamCluster runs the system
+// on a 3-node JetStream cluster (streams of 3 replicas) through a kill and
+// a partition of the stream's leader.
+//
 // E2E_SOAK sets the soak duration (default 20s; e.g. E2E_SOAK=2m).
 package e2e

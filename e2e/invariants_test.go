@@ -172,7 +172,7 @@ func (s *System) Observe(t testing.TB) *Observer {
 	t.Helper()
 	o := &Observer{seen: map[string][]int64{}}
 	if s.Bus == testenv.BusJetStream {
-		s.observeJetStream(t, o)
+		s.observeJetStream(t, o, s.NATSURL())
 		return o
 	}
 	sc, err := stan.Connect("ticketing", fmt.Sprintf("e2e-observer-%d", time.Now().UnixNano()), stan.NatsURL(s.NATSURL()), stan.ConnectWait(5*time.Second))
@@ -189,11 +189,11 @@ func (s *System) Observe(t testing.TB) *Observer {
 }
 
 // observeJetStream reads the services' stream (created by the first
-// service that connected) with an ordered consumer: from the beginning,
-// re-created by nats.go across a NATS outage.
-func (s *System) observeJetStream(t testing.TB, o *Observer) {
+// service that connected) through url with an ordered consumer: from the
+// beginning, re-created by nats.go across a NATS outage.
+func (s *System) observeJetStream(t testing.TB, o *Observer, url string) {
 	t.Helper()
-	nc, err := nats.Connect(s.NATSURL(), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
 	if err != nil {
 		t.Fatalf("observer: %v", err)
 	}

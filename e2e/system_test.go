@@ -52,13 +52,20 @@ type System struct {
 	Orders     []*Node
 	Expiration *Node
 	Bus        string // testenv.BusStan or testenv.BusJetStream (TESTENV_EVENT_BUS)
-	mc         *mongo.Client
-	images     images
+	// Cluster is the bus when Options.JetStreamCluster asked for one (NATS
+	// is nil then).
+	Cluster *testenv.JetStreamCluster
+	mc      *mongo.Client
+	images  images
 }
 
 // Options varies the system per scenario.
 type Options struct {
 	ExpirationWindow time.Duration // orders' EXPIRATION_WINDOW; default 15m
+	// JetStreamCluster runs the bus as a 3-node JetStream cluster with
+	// streams of 3 replicas (jetstream_cluster_test.go); the bus must be
+	// JetStream.
+	JetStreamCluster bool
 }
 
 type images struct {
@@ -152,7 +159,10 @@ func StartSystem(t *testing.T, o Options) *System {
 	s := &System{t: t, Net: nw, images: im, Bus: bus}
 	t.Cleanup(s.remove)
 
-	if bus == testenv.BusJetStream {
+	natsURL := "nats://nats:4222"
+	if o.JetStreamCluster {
+		natsURL = s.startJetStreamCluster(t)
+	} else if bus == testenv.BusJetStream {
 		s.NATS = s.startNode(ctx, "nats", im.jetstream, 4222, nil, jetStreamCmd)
 	} else {
 		s.NATS = s.startNode(ctx, "nats", im.nats, 4222, nil, natsCmd)
@@ -167,13 +177,16 @@ func StartSystem(t *testing.T, o Options) *System {
 		"PORT":               "3000",
 		"MONGO_URI":          "mongodb://mongo:27017/?serverSelectionTimeoutMS=2000&connectTimeoutMS=2000",
 		"EVENT_BUS":          bus,
-		"NATS_URL":           "nats://nats:4222",
+		"NATS_URL":           natsURL,
 		"NATS_CLUSTER_ID":    "ticketing",
 		"NATS_PING_INTERVAL": "1s",
 		"NATS_PING_MAX_OUT":  "2",
 		"JWT_KEY":            jwtKey,
 		"COOKIE_SECURE":      "false",
 		"LOG_LEVEL":          envOr("E2E_LOG_LEVEL", "warn"),
+	}
+	if o.JetStreamCluster {
+		base["NATS_JS_REPLICAS"] = strconv.Itoa(len(s.Cluster.Nodes))
 	}
 	env := func(extra map[string]string) map[string]string {
 		m := map[string]string{}
@@ -221,7 +234,7 @@ func StartSystem(t *testing.T, o Options) *System {
 	startSvc("tickets-2", im.tickets, tenv, &s.Tickets[1])
 	startSvc("orders-2", im.orders, oenv, &s.Orders[1])
 	wave(&s.Tickets[1], &s.Orders[1])
-	t.Logf("system up in %s (mongo :%d, nats :%d, bus %s)", time.Since(start).Round(time.Millisecond), s.Mongo.HostPort, s.NATS.HostPort, bus)
+	t.Logf("system up in %s (mongo :%d, nats %s, bus %s)", time.Since(start).Round(time.Millisecond), s.Mongo.HostPort, s.NATSURL(), bus)
 	return s
 }
 
@@ -380,7 +393,12 @@ func (s *System) probeNATS(ctx context.Context) error {
 }
 
 // NATSURL is the NATS server as seen from the host.
-func (s *System) NATSURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", s.NATS.HostPort) }
+func (s *System) NATSURL() string {
+	if s.Cluster != nil {
+		return s.Cluster.URL()
+	}
+	return fmt.Sprintf("nats://127.0.0.1:%d", s.NATS.HostPort)
+}
 
 func (s *System) pingMongo(ctx context.Context) error {
 	for {

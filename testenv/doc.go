@@ -32,6 +32,15 @@
 // [DedicatedEventBus] give the bus TESTENV_EVENT_BUS names (stan, the
 // default, or jetstream): tests that use them run on either.
 //
+// [StartJetStreamCluster] starts a 3-node JetStream cluster in containers
+// for fault tests (containers mode only, see [RequireContainers]): the
+// routes on an internal network of the cluster's own, the clients on a
+// second one (the host through ports published on 127.0.0.1); a node can
+// be killed and started again, or partitioned from its peers (disconnected
+// from the routes' network, its clients keeping their connections) and
+// healed, each returning once the change is observed on the nodes'
+// monitoring port.
+//
 // Every test package that uses testenv declares
 //
 //	func TestMain(m *testing.M) { testenv.Main(m) }
