@@ -47,13 +47,13 @@ type clusterFault struct {
 // nothing was published or applied twice, and the three nodes hold the
 // same stream with every durable consumer done.
 //
-// It runs with TESTENV_EVENT_BUS=jetstream (make test-jetstream) and needs
+// It runs with TESTENV_EVENT_BUS=jetstream (the JetStream pass of make test, or make test-jetstream) and needs
 // a Docker engine.
 func TestJetStreamCluster(t *testing.T) {
 	if bus, err := testenv.EventBusName(); err != nil {
 		t.Fatal(err)
 	} else if bus != testenv.BusJetStream {
-		t.Skipf("the JetStream cluster scenario runs with TESTENV_EVENT_BUS=jetstream (make test-jetstream), not on the %s bus", bus)
+		t.Skipf("the JetStream cluster scenario runs with TESTENV_EVENT_BUS=jetstream (the JetStream pass of make test, or make test-jetstream), not on the %s bus", bus)
 	}
 	testenv.RequireContainers(t, "the JetStream cluster scenario")
 	s := StartSystem(t, Options{JetStreamCluster: true})
