@@ -13,6 +13,7 @@ import (
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
+	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/events"
@@ -97,15 +98,20 @@ func (r *Records[D]) Insert(ctx context.Context, d D, evs ...events.Event) error
 		return err
 	}
 	id := bson.Raw(raw).Lookup("_id")
-	doc := bson.D{}
-	if err := bson.Unmarshal(raw, &doc); err != nil {
-		return apperr.Wrap(apperr.Internal, "encode record", err)
-	}
-	doc = append(doc, bson.E{Key: RevField, Value: int64(0)}, bson.E{Key: PendingField, Value: int64(len(entries))})
+	// D's encoding followed by the fields Records owns.
+	idx, doc := bsoncore.AppendDocumentStart(make([]byte, 0, len(raw)+64))
+	doc = append(doc, raw[4:len(raw)-1]...)
+	doc = bsoncore.AppendInt64Element(doc, RevField, 0)
+	doc = bsoncore.AppendInt64Element(doc, PendingField, int64(len(entries)))
 	if len(entries) > 0 {
-		doc = append(doc, bson.E{Key: Field, Value: entries})
+		t, v, err := bson.MarshalValue(entries)
+		if err != nil {
+			return apperr.Wrap(apperr.Internal, "encode events", err)
+		}
+		doc = append(bsoncore.AppendHeader(doc, t, Field), v...)
 	}
-	if _, err := r.coll.InsertOne(ctx, doc); err != nil {
+	doc, _ = bsoncore.AppendDocumentEnd(doc, idx)
+	if _, err := r.coll.InsertOne(ctx, bson.Raw(doc)); err != nil {
 		return classify(err)
 	}
 	key := idKey(id)
