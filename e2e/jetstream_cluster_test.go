@@ -147,7 +147,7 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 	}
 	seenDuring := obs.total() - seenAtFault
 	step("100 events during the fault")
-	rctx, rcancel := context.WithTimeout(ctx, 90*time.Second)
+	rctx, rcancel := context.WithTimeout(ctx, testenv.JetStreamRecoveryBound)
 	err = f.recover(rctx, victim)
 	rcancel()
 	if err != nil {

@@ -82,6 +82,13 @@ const (
 	clusterWaitTimeout  = time.Minute
 )
 
+// JetStreamRecoveryBound bounds the wait for a killed node's restart or a
+// partitioned node's heal, until every node is healthy again: the healed
+// node's stream group catches up by Raft first. Seconds usually; once, in
+// the whole suite on 2 cores, the healed stream leader's group was still
+// "not current" after a minute.
+const JetStreamRecoveryBound = 3 * time.Minute
+
 // RequireContainers fails tb unless this process runs in containers mode,
 // for tests that cannot run otherwise (what names what they need). When
 // TESTENV_MODE=embedded was chosen explicitly, it skips tb instead: the

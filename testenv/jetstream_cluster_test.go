@@ -120,7 +120,7 @@ func TestJetStreamCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute+2*testenv.JetStreamRecoveryBound)
 	defer cancel()
 	const stream = "CLUSTER_TEST"
 	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
@@ -145,7 +145,7 @@ func TestJetStreamCluster(t *testing.T) {
 	}
 	d := waitAcked(t, kp, 100, 30*time.Second, "with "+leader.Name+" killed")
 	t.Logf("killed the stream leader %s: 100 more writes acknowledged %s later", leader.Name, d.Round(time.Millisecond))
-	wctx, wcancel := context.WithTimeout(ctx, time.Minute)
+	wctx, wcancel := context.WithTimeout(ctx, testenv.JetStreamRecoveryBound)
 	if err := c.Start(wctx, leader); err != nil {
 		t.Fatalf("restart %s: %v", leader.Name, err)
 	}
@@ -181,7 +181,7 @@ func TestJetStreamCluster(t *testing.T) {
 		t.Errorf("%d writes acknowledged by the partitioned node %s", k, leader.Name)
 	}
 	t.Logf("partitioned the stream leader %s: 100 more writes acknowledged %s later by the majority, none by %s", leader.Name, d.Round(time.Millisecond), leader.Name)
-	wctx, wcancel = context.WithTimeout(ctx, time.Minute)
+	wctx, wcancel = context.WithTimeout(ctx, testenv.JetStreamRecoveryBound)
 	if err := c.Heal(wctx, leader); err != nil {
 		t.Fatalf("heal %s: %v", leader.Name, err)
 	}
