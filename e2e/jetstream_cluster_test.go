@@ -50,6 +50,7 @@ type clusterFault struct {
 // It runs with TESTENV_EVENT_BUS=jetstream (the JetStream pass of make test, or make test-jetstream) and needs
 // a Docker engine.
 func TestJetStreamCluster(t *testing.T) {
+	testenv.RequireClusterRun(t)
 	if bus, err := testenv.EventBusName(); err != nil {
 		t.Fatal(err)
 	} else if bus != testenv.BusJetStream {
