@@ -284,7 +284,8 @@ func TestConcurrentUpdates(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			got, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Price = float64(i + 1); return nil })
+			// i+2: never the created price (1), so that every update changes the ticket.
+			got, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Price = float64(i + 2); return nil })
 			if err != nil {
 				t.Errorf("Update: %v", err)
 				return
@@ -296,8 +297,8 @@ func TestConcurrentUpdates(t *testing.T) {
 	close(versions)
 	seen := map[int64]bool{}
 	for v := range versions {
-		if seen[v] {
-			t.Fatalf("version %d answered twice", v)
+		if seen[v] || v < 1 || v > n {
+			t.Fatalf("version %d answered twice or out of 1..%d", v, n)
 		}
 		seen[v] = true
 	}
