@@ -18,6 +18,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	dnetwork "github.com/docker/docker/api/types/network"
 	"github.com/docker/go-connections/nat"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/testcontainers/testcontainers-go"
 	"github.com/testcontainers/testcontainers-go/network"
 )
@@ -390,8 +392,9 @@ func (c *JetStreamCluster) Heal(ctx context.Context, n *JetStreamNode) error {
 
 // WaitHealthy waits until every node runs, is not partitioned, answers
 // 200 on /healthz (nats-server's own readiness: JetStream enabled, the
-// meta leader known, its streams and consumers current), and all nodes
-// name the same meta leader, which sees every peer current.
+// meta leader known, its streams and consumers current), all nodes name
+// the same meta leader, which sees every peer current, and the cluster
+// places a stream with a replica on every node (placeable).
 func (c *JetStreamCluster) WaitHealthy(ctx context.Context) error {
 	return poll(ctx, 100*time.Millisecond, func() error {
 		for _, n := range c.Nodes {
@@ -418,8 +421,43 @@ func (c *JetStreamCluster) WaitHealthy(ctx context.Context) error {
 				return fmt.Errorf("meta leader %s: peer %s not current", leader, r.Name)
 			}
 		}
-		return nil
+		return c.placeable(ctx)
 	})
+}
+
+// placementProbe is the stream placeable creates and deletes.
+const placementProbe = "TESTENV_PLACEMENT_PROBE"
+
+// placeable creates a stream with a replica on every node, in memory, and
+// deletes it. The meta group can be current while its leader still counts
+// a peer offline for placement (it learns that from the peer's statistics,
+// which come later): a stream created then is refused with "no suitable
+// peers for placement" (seen 2 s after the other checks passed, in the
+// whole suite).
+func (c *JetStreamCluster) placeable(ctx context.Context) error {
+	nc, err := nats.Connect(c.URL(), nats.Timeout(2*time.Second), nats.MaxReconnects(0), nats.Name("testenv-placement-probe"))
+	if err != nil {
+		return fmt.Errorf("placement probe: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("placement probe: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	// One name: a stream left by an attempt that timed out is the one the
+	// next attempt creates (the same configuration) and deletes.
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: placementProbe, Subjects: []string{"testenv.placement-probe"},
+		Storage: jetstream.MemoryStorage, Replicas: len(c.Nodes),
+	}); err != nil {
+		return fmt.Errorf("placement probe: %w", err)
+	}
+	if err := js.DeleteStream(ctx, placementProbe); err != nil {
+		return fmt.Errorf("placement probe: delete: %w", err)
+	}
+	return nil
 }
 
 func (c *JetStreamCluster) healthz(ctx context.Context, n *JetStreamNode) error {
