@@ -47,10 +47,9 @@ type clusterFault struct {
 // nothing was published or applied twice, and the three nodes hold the
 // same stream with every durable consumer done.
 //
-// It runs with TESTENV_EVENT_BUS=jetstream (the JetStream pass of make test, or make test-jetstream) and needs
-// a Docker engine.
+// It runs with TESTENV_EVENT_BUS=jetstream (the JetStream pass of make
+// test, or make test-jetstream) and needs a Docker engine.
 func TestJetStreamCluster(t *testing.T) {
-	testenv.RequireClusterRun(t)
 	if bus, err := testenv.EventBusName(); err != nil {
 		t.Fatal(err)
 	} else if bus != testenv.BusJetStream {

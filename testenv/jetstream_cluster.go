@@ -95,18 +95,6 @@ const JetStreamRecoveryBound = 3 * time.Minute
 // for tests that cannot run otherwise (what names what they need). When
 // TESTENV_MODE=embedded was chosen explicitly, it skips tb instead: the
 // choice says that no Docker engine is wanted.
-// RequireClusterRun skips tb unless TESTENV_JETSTREAM_CLUSTER=1 (set by
-// make test-jetstream). The cluster scenarios are not part of make test:
-// in the whole suite on 2 cores they failed twice in five runs waiting for
-// nats-server (a healed node's stream group not current after a minute; a
-// stream placement refused right after the cluster reported healthy).
-func RequireClusterRun(tb testing.TB) {
-	tb.Helper()
-	if os.Getenv("TESTENV_JETSTREAM_CLUSTER") != "1" {
-		tb.Skip("the JetStream cluster scenarios run with TESTENV_JETSTREAM_CLUSTER=1 (make test-jetstream)")
-	}
-}
-
 func RequireContainers(tb testing.TB, what string) {
 	tb.Helper()
 	m, err := resolveMode()

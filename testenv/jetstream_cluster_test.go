@@ -106,7 +106,6 @@ func waitAcked(t *testing.T, p *clusterPublisher, n int, within time.Duration, w
 // partitioned node only gets no PubAck while the partition lasts (the
 // partition is real), and goes on after the heal.
 func TestJetStreamCluster(t *testing.T) {
-	testenv.RequireClusterRun(t)
 	c := testenv.StartJetStreamCluster(t, testenv.JetStreamClusterOptions{})
 	if len(c.Nodes) != 3 {
 		t.Fatalf("%d nodes, want 3", len(c.Nodes))
