@@ -31,7 +31,25 @@ type jsTransport struct {
 
 	mu       sync.Mutex
 	consumes []jetstream.ConsumeContext
+
+	stallMu      sync.Mutex
+	stalledSince time.Time // when the current run of unanswered publishes began (zero: none)
+	checking     bool      // a check of the server runs
+	checkedAt    time.Time // when the last one began
 }
+
+// stallCheck: a server may be cut off from its cluster (a partition) and
+// still keep its clients' connections, answering their pings, while it
+// cannot reach the stream's leader: nats.go stays with it and every
+// publish and pull waits for the heal. So when publishes go unanswered
+// for stallCheck, or a pull's heartbeats lapse, with the connection up,
+// the client asks the server for its JetStream account information. A
+// server that cannot answer has lost its cluster's meta leader: the
+// client moves to another server of NATS_URL (nats.go puts the current
+// one last). One that answers stays: the cluster is electing a stream
+// leader, which another server would wait for too. At most one check per
+// stallCheck.
+const stallCheck = 5 * time.Second
 
 func dialJetStream(ctx context.Context, cfg Config, log *slog.Logger) (*jsTransport, error) {
 	t := &jsTransport{cfg: cfg, log: log, stream: StreamName(cfg.SubjectPrefix)}
@@ -155,10 +173,62 @@ func (t *jsTransport) publish(ctx context.Context, subject, msgID string, data [
 	if msgID != "" {
 		opts = append(opts, jetstream.WithMsgID(msgID))
 	}
-	if _, err := t.js.Publish(ctx, subject, data, opts...); err != nil {
+	start := time.Now()
+	_, err := t.js.Publish(ctx, subject, data, opts...)
+	t.published(start, err)
+	if err != nil {
 		return apperr.Wrap(apperr.Unavailable, "publish to NATS JetStream failed", err)
 	}
 	return nil
+}
+
+// published tracks unanswered publishes (see stallCheck): one that
+// started at start ended with err.
+func (t *jsTransport) published(start time.Time, err error) {
+	t.stallMu.Lock()
+	defer t.stallMu.Unlock()
+	if err == nil {
+		t.stalledSince = time.Time{}
+		return
+	}
+	// A refusal (a full stream, say) is an answer; a timeout or no
+	// responders is not.
+	unanswered := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse)
+	if !unanswered || !t.nc.IsConnected() {
+		return
+	}
+	if t.stalledSince.IsZero() || start.Before(t.stalledSince) {
+		t.stalledSince = start
+	}
+	if time.Since(t.stalledSince) >= stallCheck {
+		t.checkLocked("publishes unanswered for " + time.Since(t.stalledSince).Round(time.Second).String())
+	}
+}
+
+// checkLocked checks the server in the background and moves to another
+// if it does not serve JetStream (see stallCheck; stallMu held).
+func (t *jsTransport) checkLocked(why string) {
+	if t.checking || (!t.checkedAt.IsZero() && time.Since(t.checkedAt) < stallCheck) {
+		return
+	}
+	t.checking, t.checkedAt, t.stalledSince = true, time.Now(), time.Time{}
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.ConnectTimeout)
+		_, err := t.js.AccountInfo(ctx)
+		cancel()
+		t.stallMu.Lock()
+		t.checking = false
+		t.stallMu.Unlock()
+		if err == nil || !t.nc.IsConnected() {
+			return
+		}
+		t.log.Warn("nats jetstream: the server is connected but does not serve JetStream (cut off from its cluster?); moving to another server",
+			"server", t.nc.ConnectedUrlRedacted(), "why", why, "err", err)
+		if err := t.nc.ForceReconnect(); err != nil {
+			t.log.Warn("nats jetstream: reconnect", "err", err)
+		}
+	}()
 }
 
 // consumerName is the durable consumer of a queue group for a subject:
@@ -204,6 +274,9 @@ func (t *jsTransport) subscribe(s *subscriber) error {
 		})
 	},
 		jetstream.PullMaxMessages(s.spec.MaxInflight),
+		// Heartbeats every 5 s: a pull that a cut-off server cannot serve
+		// shows in 10 s (ErrNoHeartbeat, see stallCheck), not 30.
+		jetstream.PullExpiry(10*time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			// Missed heartbeats while the connection is down are expected
 			// (dialJetStream logs the loss once) and Consume pulls again by
@@ -212,6 +285,11 @@ func (t *jsTransport) subscribe(s *subscriber) error {
 			level := slog.LevelWarn
 			if errors.Is(err, jetstream.ErrNoHeartbeat) || !t.nc.IsConnected() {
 				level = slog.LevelDebug
+			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) && t.nc.IsConnected() {
+				t.stallMu.Lock()
+				t.checkLocked("a pull's heartbeats lapsed")
+				t.stallMu.Unlock()
 			}
 			t.log.Log(context.Background(), level, "jetstream consume", "subject", s.spec.Subject, "queue_group", s.spec.QueueGroup, "err", err)
 		}),
