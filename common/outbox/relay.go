@@ -551,14 +551,11 @@ const removeBatch = 128
 
 // removers bounds the removal commands in flight at once. Removal is
 // cleanup: until it runs, a published entry only costs space in its
-// document, so it gets the smallest share of the store: one command at a
-// time (with 4, a burst of POSTs ran at 800 instead of 1,200 a second on
-// the stand-in, the removals taking the store's time from the requests and
-// the consumers). One at a time used to fall behind a few hot documents
-// (16 tickets updated 300 times a second): their outboxes grew, and every
-// write decoded and returned the longer array, down to 200 PUTs a second.
-// Merging the queued removals per document (see remove) fixed that: 650
-// PUTs a second with one remover (measured).
+// document, so it gets the smallest share of the store, one command (and
+// one connection) at a time, and never competes with the requests and the
+// consumers for more. A single remover keeps up with hot documents because
+// the removals queued for one document are merged into one statement (see
+// remove): a document's outbox does not grow while its removal waits.
 const removers = 1
 
 // maxQueuedRemovals bounds the documents whose removals wait (merged) for a

@@ -309,9 +309,9 @@ func (s *Store) InsertTicket(ctx context.Context, t domain.Ticket) (inorder.Outc
 // replica's store commands per event). Only when it does not match is the
 // version read, to tell stale from ahead. Retries of an update waiting for
 // its predecessor (inorder.Gate) read first, so that waiting costs a read
-// per attempt, not a write (the stand-in serialises the writes of a
-// document, so a write that does not match still holds the others up),
-// unless the gate says the predecessor was just applied here
+// per attempt, not a write: a read never contends with the document's
+// writers, while a write that does not match still goes through the write
+// path (and on the stand-in holds the document's write turn), unless the gate says the predecessor was just applied here
 // (inorder.Attempt.PredecessorApplied). The read is only a hint; the
 // conditional write decides. a is the gate's attempt; nil is a first one.
 func (s *Store) ApplyTicketUpdate(ctx context.Context, t domain.Ticket, a *inorder.Attempt) (inorder.Outcome, error) {
