@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"sync"
@@ -132,8 +133,9 @@ func runClusterFault(t *testing.T, s *System, c *Client, seller, buyer *User, f 
 	// clients' connections but serves no JetStream, which the services
 	// notice (unanswered publishes, lapsed pull heartbeats) and leave.
 	Eventually(t, time.Minute, func() bool {
+		elsewhere := s.servicesOnOthers(t, victim)
 		for n := range onVictim {
-			if !s.connectedElsewhere(t, n, victim) {
+			if !elsewhere[n] {
 				return false
 			}
 		}
@@ -242,15 +244,16 @@ func (s *System) servicesOn(t *testing.T, n *testenv.JetStreamNode) map[*Node]bo
 	return on
 }
 
-// connectedElsewhere reports whether service n has a connection to a
-// node of the cluster other than victim.
-func (s *System) connectedElsewhere(t *testing.T, n *Node, victim *testenv.JetStreamNode) bool {
+// servicesOnOthers is the set of service nodes connected to a node of
+// the cluster other than victim.
+func (s *System) servicesOnOthers(t *testing.T, victim *testenv.JetStreamNode) map[*Node]bool {
+	on := map[*Node]bool{}
 	for _, o := range s.Cluster.Nodes {
-		if o != victim && s.servicesOn(t, o)[n] {
-			return true
+		if o != victim {
+			maps.Copy(on, s.servicesOn(t, o))
 		}
 	}
-	return false
+	return on
 }
 
 // orderStreams are buyers' streams, each reserving and then cancelling a
