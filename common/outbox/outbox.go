@@ -4,24 +4,27 @@
 //
 // The pending events of a document live in the document itself, in the
 // array field "outbox", written by the same single-document write as the
-// state change (`$push` next to the `$set` and the version `$inc`, or in the
-// inserted document): the change and its event are stored atomically or
-// not at all. A Relay publishes the entries of a document in array order
-// and then removes them (`$pullAll` of their stored bytes). Notify(docID) after a write makes the
-// relay publish at once (the HTTP response never waits for the broker);
-// NotifyPending(docID, entries...) does the same without the relay reading
-// the document, when the writer has the document's pending entries (an
-// insert, or UpdatePending). The removals of many documents' published
-// entries go out together, as one bulk write per removeBatch documents (or
-// after removeAfter, when fewer are queued), and the removals queued for one
-// document are merged into one statement: cleanup costs a command per batch,
-// not per event. Publishing does not wait for them unless thousands of
-// documents' removals are queued. A document written again meanwhile has
-// its published entries removed by that write itself (Relay.Published,
-// Replace). A poll picks
-// up whatever is left (after a crash, a restart or a NATS outage), with
-// backoff while publishing fails: the entries are in the document before
-// anyone is notified, so a process dying after the write loses nothing.
+// state change: the change and its event are stored atomically or not at
+// all. Records is the one writer of documents with events (every service's
+// store goes through it): its Insert stores the document with its entries,
+// and its Update writes the change, the revision's increment and the new
+// entries (`$push`) in one write conditional on the revision it judged.
+// Records hands each write's pending outbox as stored to the Relay
+// (NotifyPending), which publishes at once (the HTTP response never waits
+// for the broker) without reading the document.
+//
+// A Relay publishes the entries of a document in array order and then
+// removes them (`$pullAll` of their stored bytes). The removals of many
+// documents' published entries go out together, as one bulk write per
+// removeBatch documents (or after removeAfter, when fewer are queued), and
+// the removals queued for one document are merged into one statement:
+// cleanup costs a command per batch, not per event. Publishing does not
+// wait for them unless thousands of documents' removals are queued. A
+// document written again meanwhile has its published entries removed by
+// that write itself (Relay.Published). A poll picks up whatever is left
+// (after a crash, a restart or a NATS outage), with backoff while
+// publishing fails: the entries are in the document before anyone is
+// notified, so a process dying after the write loses nothing.
 //
 // Guarantees: at least once, and in order per document within one relay.
 // Several relays (replicas) may publish an entry twice but the first copy
@@ -29,14 +32,14 @@
 // only after it was published, and every relay publishes a document's
 // entries in array order); consumers deduplicate by version.
 //
-// Writers must never `$set` the outbox field (that would drop entries a
-// relay has not published yet, or resurrect published ones): use Push; or
-// Replace, in a write whose condition makes its knowledge of the outbox
-// exact (Relay.Published), to remove published entries in the same write.
+// A write never `$set`s the outbox field (that would drop entries a relay
+// has not published yet, or resurrect published ones), except one whose
+// condition makes its knowledge of the outbox exact (Relay.Published) and
+// that removes published entries in the same write.
 //
 // Next to the array, the document counts its pending entries in
-// "outboxPending" (PendingField): Push increments it in the same write, an
-// insert sets it to the number of entries it carries (0 for none), and the
+// "outboxPending" (PendingField): an update that pushes entries increments
+// it in the same write, an insert sets it to the number of entries it carries (0 for none), and the
 // relay decrements it in the write that removes published entries, guarded
 // so that the decrement happens only if those entries are still there. The
 // relay's poll looks for {outboxPending: {$ne: 0}}: an equality on a scalar
@@ -78,8 +81,8 @@ type Entry struct {
 	CreatedAt time.Time          `bson:"createdAt" json:"createdAt"`
 }
 
-// NewEntry encodes e as an entry to store with the change that caused it.
-func NewEntry(e events.Event) (Entry, error) {
+// newEntry encodes e as an entry to store with the change that caused it.
+func newEntry(e events.Event) (Entry, error) {
 	data, err := json.Marshal(e)
 	if err != nil {
 		return Entry{}, fmt.Errorf("outbox: encode %s: %w", e.Subject(), err)
@@ -87,50 +90,28 @@ func NewEntry(e events.Event) (Entry, error) {
 	return Entry{ID: primitive.NewObjectID(), Subject: string(e.Subject()), Data: data, CreatedAt: time.Now().UTC()}, nil
 }
 
-// Push adds `$push: {outbox: {$each: entries}}` and `$inc: {outboxPending:
+// push adds `$push: {outbox: {$each: entries}}` and `$inc: {outboxPending:
 // len(entries)}` to update (a MongoDB update document such as
 // bson.M{"$set": ...}; an existing $inc is kept) and returns it.
-func Push(update bson.M, entries ...Entry) bson.M {
+func push(update bson.M, entries ...Entry) bson.M {
 	if update == nil {
 		update = bson.M{}
 	}
 	if len(entries) == 0 {
 		return update
 	}
-	push, _ := update["$push"].(bson.M)
-	if push == nil {
-		push = bson.M{}
+	p, _ := update["$push"].(bson.M)
+	if p == nil {
+		p = bson.M{}
 	}
-	push[Field] = bson.M{"$each": entries}
-	update["$push"] = push
+	p[Field] = bson.M{"$each": entries}
+	update["$push"] = p
 	inc, _ := update["$inc"].(bson.M)
 	if inc == nil {
 		inc = bson.M{}
 	}
 	inc[PendingField] = int64(len(entries))
 	update["$inc"] = inc
-	return update
-}
-
-// Replace is Push for a writer that removes published entries in the same
-// write (see Relay.Published): it sets the outbox to keep followed by
-// entries, and the pending count to their number. Only in a write
-// conditional on the document's revision and on the pending count that
-// Published returned: that condition is what makes the writer's knowledge
-// of the outbox exact, so that nothing unpublished is dropped.
-func Replace(update bson.M, keep []Entry, entries ...Entry) bson.M {
-	if update == nil {
-		update = bson.M{}
-	}
-	set, _ := update["$set"].(bson.M)
-	if set == nil {
-		set = bson.M{}
-	}
-	all := make([]Entry, 0, len(keep)+len(entries))
-	all = append(append(all, keep...), entries...)
-	set[Field] = all
-	set[PendingField] = int64(len(all))
-	update["$set"] = set
 	return update
 }
 
@@ -141,13 +122,13 @@ type Publisher interface {
 	PublishMsg(ctx context.Context, subject, msgID string, data []byte) error
 }
 
-// UpdatePending applies update to the document matching filter (at most
+// updatePending applies update to the document matching filter (at most
 // one) and returns its pending entries as stored right after this write:
 // a findOneAndUpdate returning the new document (FerretDB v1 does not
 // support its projection; only the outbox is decoded), so the snapshot
-// costs no extra round trip. Hand them to Relay.NotifyPending. matched is false when
-// no document matched (nothing was written).
-func UpdatePending(ctx context.Context, coll *mongo.Collection, filter, update any) (pending []Entry, matched bool, err error) {
+// costs no extra round trip. Hand them to Relay.NotifyPending. matched is
+// false when no document matched (nothing was written).
+func updatePending(ctx context.Context, coll *mongo.Collection, filter, update any) (pending []Entry, matched bool, err error) {
 	var doc struct {
 		Outbox []Entry `bson:"outbox"`
 	}

@@ -63,6 +63,10 @@ type Records[D any] struct {
 type known struct {
 	raw    bson.Raw // D, encoded (immutable: every Update decodes a copy)
 	outbox []Entry  // the pending entries as the write returned them (nil: unknown)
+	// noRev: the document read has no revision field, written before its
+	// store went through Records; the write is conditional on its absence
+	// (and its $inc makes it 1).
+	noRev bool
 }
 
 // RevField is the document field holding its revision.
@@ -93,7 +97,7 @@ func (r *Records[D]) Insert(ctx context.Context, d D, evs ...events.Event) error
 	if err != nil {
 		return apperr.Wrap(apperr.Internal, "encode record", err)
 	}
-	entries, err := NewEntries(evs...)
+	entries, err := newEntries(evs...)
 	if err != nil {
 		return err
 	}
@@ -169,11 +173,14 @@ func (r *Records[D]) Update(ctx context.Context, id any, fn func(*D) ([]events.E
 			}
 			return d, nil
 		}
-		entries, err := NewEntries(evs...)
+		entries, err := newEntries(evs...)
 		if err != nil {
 			return zero, err
 		}
 		filter := bson.D{{Key: "_id", Value: id}, {Key: RevField, Value: rev}}
+		if k.noRev {
+			filter[1].Value = bson.M{"$exists": false}
+		}
 		inc := bson.M{RevField: int64(1)}
 		update := bson.M{"$inc": inc}
 		var trim Trim
@@ -191,8 +198,7 @@ func (r *Records[D]) Update(ctx context.Context, id any, fn func(*D) ([]events.E
 			} else {
 				// $push, never a $set of the outbox: the relay may be
 				// removing published entries meanwhile.
-				update["$push"] = bson.M{Field: bson.M{"$each": entries}}
-				inc[PendingField] = int64(len(entries))
+				update = push(update, entries...)
 			}
 		}
 		if len(set) > 0 {
@@ -205,7 +211,7 @@ func (r *Records[D]) Update(ctx context.Context, id any, fn func(*D) ([]events.E
 		if len(entries) > 0 {
 			// Returning the outbox as stored after the write, for the
 			// relay to publish from without a read.
-			stored, written, err = UpdatePending(ctx, r.coll, filter, update)
+			stored, written, err = updatePending(ctx, r.coll, filter, update)
 		} else {
 			var res *mongo.UpdateResult
 			if res, err = r.coll.UpdateOne(ctx, filter, update); err == nil {
@@ -258,15 +264,19 @@ func (r *Records[D]) state(ctx context.Context, id, key any, first *bool) (k kno
 	if err != nil {
 		return known{}, 0, false, mongox.Classify(err)
 	}
-	rev, _ = raw.Lookup(RevField).AsInt64OK()
+	v, err := raw.LookupErr(RevField)
+	if err != nil {
+		return known{raw: raw, noRev: true}, 0, false, nil
+	}
+	rev, _ = v.AsInt64OK()
 	return known{raw: raw}, rev, false, nil
 }
 
-// NewEntries encodes evs as entries.
-func NewEntries(evs ...events.Event) ([]Entry, error) {
+// newEntries encodes evs as entries.
+func newEntries(evs ...events.Event) ([]Entry, error) {
 	entries := make([]Entry, 0, len(evs))
 	for _, e := range evs {
-		en, err := NewEntry(e)
+		en, err := newEntry(e)
 		if err != nil {
 			return nil, apperr.Wrap(apperr.Internal, "encode event", err)
 		}

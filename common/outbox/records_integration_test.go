@@ -73,3 +73,35 @@ func TestRecordsUpdatesRaceToOneResult(t *testing.T) {
 		t.Fatalf("after a change of nothing: %v (%v), want rev %d", after, err, writers)
 	}
 }
+
+// A document written before its store went through Records has no revision:
+// Update writes it, conditionally on that absence, and gives it revision 1.
+func TestRecordsUpdateADocumentWithoutRevision(t *testing.T) {
+	ctx := context.Background()
+	coll := testenv.MongoDatabase(t).Collection("counters")
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": "old", "n": int64(5)}); err != nil {
+		t.Fatal(err)
+	}
+	recs := outbox.NewRecords[counter](coll, nil, "busy")
+	c, err := recs.Update(ctx, "old", func(c *counter) ([]events.Event, error) {
+		c.N++
+		return []events.Event{events.TicketUpdated{ID: "old", Version: c.N}}, nil
+	})
+	if err != nil || c.N != 6 {
+		t.Fatalf("update: %+v %v", c, err)
+	}
+	var stored bson.M
+	if err := coll.FindOne(ctx, bson.M{"_id": "old"}).Decode(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored["n"] != int64(6) || stored["rev"] != int64(1) || stored[outbox.PendingField] != int64(1) {
+		t.Fatalf("stored %v: want n 6, rev 1, one pending entry", stored)
+	}
+	// The next update starts from the remembered revision 1.
+	if _, err := recs.Update(ctx, "old", func(c *counter) ([]events.Event, error) { c.N++; return nil, nil }); err != nil {
+		t.Fatal(err)
+	}
+	if err := coll.FindOne(ctx, bson.M{"_id": "old"}).Decode(&stored); err != nil || stored["rev"] != int64(2) || stored["n"] != int64(7) {
+		t.Fatalf("stored %v (%v): want rev 2, n 7", stored, err)
+	}
+}

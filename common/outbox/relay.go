@@ -135,7 +135,7 @@ type pull struct {
 // batch, not per event, at any rate above a few events a second. A document
 // written again meanwhile (a ticket edited or reserved and released, an
 // order cancelled after its creation) has its published entries removed by
-// that write itself (Relay.Published, Replace), which saves its statement.
+// that write itself (Relay.Published), which saves its statement.
 // Until then a published entry only costs space in its document, and the
 // poll skips it (handling). A relay that stops removes what it has queued;
 // one that crashes leaves its published entries to be published again.
@@ -176,7 +176,7 @@ func (r *Relay) Notify(docID any) {
 // NotifyPending is Notify for a writer that knows the document's pending
 // entries as stored right after its write, in array order: the outbox of a
 // document it just inserted, or the outbox returned by its update (see
-// UpdatePending). The relay publishes them without reading the document.
+// Records.Update). The relay publishes them without reading the document.
 //
 // It must be the whole pending outbox, not just the entries this write
 // pushed: an older entry still pending (a failed publish, a concurrent
@@ -265,7 +265,7 @@ func (r *Relay) nextDelay() time.Duration {
 // themselves rather than the pending count (the first poll after start
 // does too). It is the safety net for a count that is too low, which would
 // hide a document's entries from every other poll: a writer that does not
-// keep the count (seen once: one overwrote Push's $inc), or a hand-made
+// keep the count (seen once: one overwrote the pushing write's $inc), or a hand-made
 // change. On the FerretDB stand-in it decodes the whole collection: with
 // 15,000 tickets, a burst of the stand-in's CPU, which every relay made at
 // the same moment of every minute (they start together). Every 10 minutes
@@ -359,7 +359,7 @@ func pendingFilter() bson.M {
 // repairCount sets the count of a document that has no entries to 0: it was
 // written without one, or by a version that did not keep it. Only if the
 // document still has no entries and the count read (nil: no field) is
-// still there, so a concurrent Push is never undone. A failure only means
+// still there, so a concurrent push of entries is never undone. A failure only means
 // the next poll reads the document again.
 func (r *Relay) repairCount(ctx context.Context, id, read any) {
 	filter := bson.M{"_id": id, Field + ".0": bson.M{"$exists": false}}
@@ -711,21 +711,21 @@ func (r *Relay) queueAgain(p pull, due time.Time) {
 // Trim is what a writer may remove of a document's outbox in its next
 // write (Relay.Published).
 type Trim struct {
-	Keep    []Entry              // the entries not published, in order: the outbox to write, before the new ones (Replace)
+	Keep    []Entry              // the entries not published, in order: the outbox to write, before the new ones
 	Drop    []primitive.ObjectID // the published ones the write removes (hand them to Dropped after it)
 	Pending int64                // the pending count to make the write conditional on
 }
 
 // Published is for a writer about to write a document whose pending
 // outbox it knows exactly as of its last write (the outbox returned by
-// UpdatePending, or inserted): what this relay has published of it may go
+// Records.Update, or inserted): what this relay has published of it may go
 // in that write. A write conditional on Trim.Pending (and on the
 // document's own revision) that sets the outbox to Keep plus its new
-// entries (Replace) removes the published entries in the same statement,
+// entries removes the published entries in the same statement,
 // saving the relay a removal; the count is what the document holds if
 // nothing but this relay's confirmed removals changed it since, so if
 // anything else did (another relay, a removal of this one still running),
-// the write does not match and the writer falls back to Push. ok is false
+// the write does not match and the writer falls back to a push. ok is false
 // when a removal of the document is running (the count is unknown until it
 // ends) or when there is nothing to remove.
 func (r *Relay) Published(docID any, outbox []Entry) (t Trim, ok bool) {

@@ -39,11 +39,11 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 func Wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, error) {
 	cfg = cfg.withDefaults()
 	relay := outbox.NewRelay(d.DB.Collection(store.Collection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
-	st, err := store.New(ctx, d.DB)
+	st, err := store.New(ctx, d.DB, relay)
 	if err != nil {
 		return lifecycle.Parts{}, err
 	}
-	sched := scheduler.New(st, relay, cfg.Poll, d.Log)
+	sched := scheduler.New(st, cfg.Poll, d.Log)
 	return lifecycle.Parts{
 		Relays: []lifecycle.Relay{relay},
 		Subscribe: func(sub events.Subscriber) error {

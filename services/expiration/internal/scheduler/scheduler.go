@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/metrics"
-	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
 )
 
@@ -19,18 +18,17 @@ import (
 type Store interface {
 	Due(ctx context.Context, now time.Time, limit int) ([]domain.Expiration, error)
 	NextDue(ctx context.Context) (time.Time, bool, error)
-	// Fire records expiration:complete once; false when already fired or
-	// dropped.
-	Fire(ctx context.Context, id string, now time.Time) (pending []outbox.Entry, fired bool, err error)
+	// Fire records expiration:complete once, and has it published; false
+	// when already fired or dropped.
+	Fire(ctx context.Context, id string, now time.Time) (fired bool, err error)
 }
 
 // Scheduler fires expirations when they are due.
 type Scheduler struct {
-	store  Store
-	notify outbox.Notifier // tells the outbox relay to publish now (may be nil)
-	poll   time.Duration
-	log    *slog.Logger
-	wake   chan struct{}
+	store Store
+	poll  time.Duration
+	log   *slog.Logger
+	wake  chan struct{}
 	// target is when the scheduler looks at the store next (its timer);
 	// zero while it is looking, or before it first has.
 	mu     sync.Mutex
@@ -58,12 +56,12 @@ var (
 // batch is how many due expirations one query fetches.
 const batch = 100
 
-// New returns a Scheduler; notify (an *outbox.Relay) may be nil.
-func New(store Store, notify outbox.Notifier, poll time.Duration, log *slog.Logger) *Scheduler {
+// New returns a Scheduler.
+func New(store Store, poll time.Duration, log *slog.Logger) *Scheduler {
 	if poll <= 0 {
 		poll = 5 * time.Second
 	}
-	return &Scheduler{store: store, notify: notify, poll: poll, log: log, wake: make(chan struct{}, 1), Now: time.Now}
+	return &Scheduler{store: store, poll: poll, log: log, wake: make(chan struct{}, 1), Now: time.Now}
 }
 
 // Wake makes the scheduler look at the store again now (a new expiration
@@ -138,7 +136,7 @@ func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
 			return 0, err
 		}
 		for _, e := range due {
-			pending, fired, err := s.store.Fire(ctx, e.OrderID, now)
+			fired, err := s.store.Fire(ctx, e.OrderID, now)
 			if err != nil {
 				return 0, err
 			}
@@ -147,9 +145,6 @@ func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
 				lateness.Observe(now.Sub(e.ExpiresAt).Seconds())
 				s.log.Info("expiration fired", "orderId", e.OrderID, "expiresAt", e.ExpiresAt,
 					"lateBy", now.Sub(e.ExpiresAt).Round(time.Millisecond))
-				if s.notify != nil {
-					s.notify.NotifyPending(e.OrderID, pending...)
-				}
 			}
 		}
 		if len(due) < batch {

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
 	"github.com/ticketing-go/ticketing/testenv"
 )
@@ -47,12 +46,12 @@ func (m *memStore) NextDue(context.Context) (time.Time, bool, error) {
 	return next, !next.IsZero(), nil
 }
 
-func (m *memStore) Fire(_ context.Context, id string, _ time.Time) ([]outbox.Entry, bool, error) {
+func (m *memStore) Fire(_ context.Context, id string, _ time.Time) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, ok := m.due[id]
 	delete(m.due, id)
-	return nil, ok, nil
+	return ok, nil
 }
 
 func (m *memStore) add(id string, at time.Time) {
@@ -74,7 +73,7 @@ func (m *memStore) pending(id string) bool {
 // make it look at the store; an earlier one does, and fires on time.
 func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
 	st := &memStore{due: map[string]time.Time{"first": time.Now().Add(time.Hour)}}
-	s := New(st, nil, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	s := New(st, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan error, 1)

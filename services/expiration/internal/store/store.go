@@ -1,13 +1,15 @@
 // Package store is the MongoDB adapter of the expiration service: one
 // document per order in collection "expirations", keyed by the order id.
 //
-// Firing is a single conditional write: {state: pending} becomes
-// {state: fired} and expiration:complete is pushed onto the document's
-// outbox in the same update. Of two replicas racing for one expiration only
-// one write matches, so only one event is ever recorded; and a replica that
-// dies right after the write loses nothing, because the event is stored and
-// any replica's outbox relay publishes it. The write is therefore the claim:
-// no separate lease is needed.
+// Every write goes through outbox.Records, the services' one
+// compare-and-swap over a document and its outbox. Firing turns a pending
+// expiration into a fired one and records expiration:complete in the same
+// write, conditional on the revision it judged: of two replicas racing for
+// one expiration only one write matches (the other re-reads and finds it
+// fired), so only one event is ever recorded; and a replica that dies right
+// after the write loses nothing, because the event is stored and any
+// replica's outbox relay publishes it. The write is therefore the claim: no
+// separate lease is needed.
 package store
 
 import (
@@ -20,6 +22,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
 
+	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/common/outbox"
@@ -31,7 +34,8 @@ const Collection = "expirations"
 
 // Store keeps expirations.
 type Store struct {
-	coll *mongo.Collection
+	coll    *mongo.Collection
+	records *outbox.Records[doc]
 }
 
 type doc struct {
@@ -41,16 +45,15 @@ type doc struct {
 	FiredAt   *time.Time   `bson:"firedAt,omitempty"`
 	// DoneAt is when the expiration left Pending (fired or dropped): Purge
 	// removes done records after a retention period.
-	DoneAt *time.Time     `bson:"doneAt,omitempty"`
-	Outbox []outbox.Entry `bson:"outbox,omitempty"`
-	// OutboxPending counts Outbox (outbox.PendingField): written as 0 by
-	// the inserts, so the relay's poll skips the record until it fires.
-	OutboxPending int64 `bson:"outboxPending"`
+	DoneAt *time.Time `bson:"doneAt,omitempty"`
 }
 
-// New returns the store on db and creates its index.
-func New(ctx context.Context, db *mongo.Database) (*Store, error) {
-	s := &Store{coll: db.Collection(Collection)}
+// New returns the store on db and creates its index. n, when not nil, is
+// told the outbox of each expiration fired (an *outbox.Relay), so that its
+// event goes out at once, not at the relay's next poll.
+func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, error) {
+	coll := db.Collection(Collection)
+	s := &Store{coll: coll, records: outbox.NewRecords[doc](coll, n, "The expiration is being changed concurrently, try again")}
 	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
 		Keys:    bson.D{{Key: "state", Value: 1}, {Key: "expiresAt", Value: 1}},
 		Options: options.Index().SetName("state_expiresAt"),
@@ -68,7 +71,7 @@ func (s *Store) Coll() *mongo.Collection { return s.coll }
 // when the order is already known (a duplicate order:created, or one that
 // arrives after its order:cancelled): each order is scheduled once.
 func (s *Store) Schedule(ctx context.Context, id string, expiresAt time.Time) (bool, error) {
-	_, err := s.coll.InsertOne(ctx, doc{ID: id, ExpiresAt: expiresAt.UTC(), State: domain.Pending})
+	err := s.records.Insert(ctx, doc{ID: id, ExpiresAt: expiresAt.UTC(), State: domain.Pending})
 	if mongox.IsDuplicateKey(err) {
 		return false, nil
 	}
@@ -81,20 +84,26 @@ func (s *Store) Schedule(ctx context.Context, id string, expiresAt time.Time) (b
 // Drop cancels a pending expiration, or leaves a tombstone when the order is
 // not known yet. A fired expiration stays fired.
 func (s *Store) Drop(ctx context.Context, id string) error {
-	res, err := s.coll.UpdateOne(ctx, bson.M{"_id": id, "state": domain.Pending},
-		bson.M{"$set": bson.M{"state": domain.Dropped, "doneAt": time.Now().UTC()}})
-	if err != nil {
-		return mongox.Classify(err)
+	// Twice at most: a tombstone that loses to the order's Schedule (a
+	// duplicate key) means the expiration exists now, pending, to drop.
+	for range 2 {
+		_, err := s.records.Update(ctx, id, func(d *doc) ([]events.Event, error) {
+			if d.State == domain.Pending {
+				now := time.Now().UTC()
+				d.State, d.DoneAt = domain.Dropped, &now
+			}
+			return nil, nil
+		})
+		if !errors.Is(err, apperr.ErrNotFound) {
+			return err
+		}
+		now := time.Now().UTC()
+		err = s.records.Insert(ctx, doc{ID: id, State: domain.Dropped, DoneAt: &now})
+		if !mongox.IsDuplicateKey(err) {
+			return err
+		}
 	}
-	if res.MatchedCount == 1 {
-		return nil
-	}
-	now := time.Now().UTC()
-	_, err = s.coll.InsertOne(ctx, doc{ID: id, State: domain.Dropped, DoneAt: &now})
-	if err != nil && !mongox.IsDuplicateKey(err) {
-		return mongox.Classify(err)
-	}
-	return nil
+	return apperr.New(apperr.Conflict, "The expiration is being changed concurrently, try again")
 }
 
 // Get returns the expiration of an order (for tests and diagnostics).
@@ -147,22 +156,26 @@ func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return d.ExpiresAt.UTC(), true, nil
 }
 
-// Fire marks the pending expiration of order id fired and records its
-// expiration:complete event, in one conditional write. It reports false when
-// the expiration is no longer pending (another replica fired it, or the
-// order was cancelled). pending is the record's outbox as stored after the
-// write, for outbox.Relay.NotifyPending.
-func (s *Store) Fire(ctx context.Context, id string, now time.Time) (pending []outbox.Entry, fired bool, err error) {
-	e, err := outbox.NewEntry(events.ExpirationComplete{OrderID: id})
-	if err != nil {
-		return nil, false, err
+// errNotDue: the expiration to fire is not pending, or not due yet.
+var errNotDue = errors.New("expiration not due")
+
+// Fire marks the pending expiration of order id fired, if it is due at now,
+// and records its expiration:complete event in the same write. It reports
+// false when the expiration is not pending (another replica fired it, or
+// the order was cancelled), not due, or not known.
+func (s *Store) Fire(ctx context.Context, id string, now time.Time) (bool, error) {
+	now = now.UTC()
+	_, err := s.records.Update(ctx, id, func(d *doc) ([]events.Event, error) {
+		if d.State != domain.Pending || d.ExpiresAt.After(now) {
+			return nil, errNotDue
+		}
+		d.State, d.FiredAt, d.DoneAt = domain.Fired, &now, &now
+		return []events.Event{events.ExpirationComplete{OrderID: id}}, nil
+	})
+	if errors.Is(err, errNotDue) || errors.Is(err, apperr.ErrNotFound) {
+		return false, nil
 	}
-	pending, fired, err = outbox.UpdatePending(ctx, s.coll, bson.M{"_id": id, "state": domain.Pending, "expiresAt": bson.M{"$lte": now.UTC()}},
-		outbox.Push(bson.M{"$set": bson.M{"state": domain.Fired, "firedAt": now.UTC(), "doneAt": now.UTC()}}, e))
-	if err != nil {
-		return nil, false, mongox.Classify(err)
-	}
-	return pending, fired, nil
+	return err == nil, err
 }
 
 // Purge deletes fired and dropped records done before before whose events

@@ -2,11 +2,15 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
+	"go.mongodb.org/mongo-driver/mongo"
 
+	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
 	"github.com/ticketing-go/ticketing/testenv"
 )
@@ -15,16 +19,43 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func mustOpenStore(tb testing.TB) *Store {
 	tb.Helper()
-	s, err := New(context.Background(), testenv.MongoDatabase(tb))
+	return mustOpenStoreOn(tb, testenv.MongoDatabase(tb), nil)
+}
+
+func mustOpenStoreOn(tb testing.TB, db *mongo.Database, n outbox.Notifier) *Store {
+	tb.Helper()
+	s, err := New(context.Background(), db, n)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	return s
 }
 
+// notified records what the store tells the relay.
+type notified struct {
+	mu      sync.Mutex
+	entries map[any][]outbox.Entry
+}
+
+func (n *notified) NotifyPending(id any, pending ...outbox.Entry) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.entries == nil {
+		n.entries = map[any][]outbox.Entry{}
+	}
+	n.entries[id] = append(n.entries[id], pending...)
+}
+
+func (n *notified) of(id any) []outbox.Entry {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.entries[id]
+}
+
 func TestScheduleFireDrop(t *testing.T) {
 	ctx := context.Background()
-	s := mustOpenStore(t)
+	var relay notified
+	s := mustOpenStoreOn(t, testenv.MongoDatabase(t), &relay)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 
 	if ok, err := s.Schedule(ctx, "a", now.Add(-time.Second)); !ok || err != nil {
@@ -43,14 +74,20 @@ func TestScheduleFireDrop(t *testing.T) {
 	if err != nil || len(due) != 1 || due[0].OrderID != "a" {
 		t.Fatalf("due %v %v, want [a]", due, err)
 	}
-	if _, ok, err := s.Fire(ctx, "later", now); ok || err != nil {
+	if ok, err := s.Fire(ctx, "later", now); ok || err != nil {
 		t.Fatalf("fired an expiration not yet due: %v %v", ok, err)
 	}
-	if pending, ok, err := s.Fire(ctx, "a", now); !ok || err != nil || len(pending) != 1 || pending[0].Subject != "expiration:complete" {
-		t.Fatalf("fire: %v %v, outbox as stored %+v (want the expiration:complete entry)", ok, err, pending)
+	if ok, err := s.Fire(ctx, "a", now); !ok || err != nil {
+		t.Fatalf("fire: %v %v", ok, err)
 	}
-	if _, ok, _ := s.Fire(ctx, "a", now); ok {
+	if got := relay.of("a"); len(got) != 1 || got[0].Subject != "expiration:complete" {
+		t.Fatalf("the relay was told %+v, want the expiration:complete entry", got)
+	}
+	if ok, _ := s.Fire(ctx, "a", now); ok {
 		t.Fatal("fired twice")
+	}
+	if ok, err := s.Fire(ctx, "never-scheduled", now); ok || err != nil {
+		t.Fatalf("fired an unknown expiration: %v %v", ok, err)
 	}
 	var d bson.M
 	if err := s.Coll().FindOne(ctx, bson.M{"_id": "a"}).Decode(&d); err != nil {
@@ -88,7 +125,7 @@ func TestPurge(t *testing.T) {
 	_, _ = s.Schedule(ctx, "pending", now.Add(time.Hour))
 	_ = s.Drop(ctx, "dropped")
 	for _, id := range []string{"fired-published", "fired-unpublished"} {
-		if _, ok, err := s.Fire(ctx, id, now); !ok || err != nil {
+		if ok, err := s.Fire(ctx, id, now); !ok || err != nil {
 			t.Fatal(id, ok, err)
 		}
 	}
@@ -107,5 +144,64 @@ func TestPurge(t *testing.T) {
 		if _, ok, _ := s.Get(ctx, id); ok != kept {
 			t.Errorf("%s kept=%v, want %v", id, ok, kept)
 		}
+	}
+}
+
+// Two replicas (two stores on one database, each with its own remembered
+// states) fire the same due expirations at once: each fires exactly once,
+// with exactly one event. A replica that did not schedule an expiration
+// drops it too.
+func TestReplicasFireOnce(t *testing.T) {
+	ctx := context.Background()
+	db := testenv.MongoDatabase(t)
+	a, b := mustOpenStoreOn(t, db, nil), mustOpenStoreOn(t, db, nil)
+	now := time.Now().UTC()
+	const n = 20
+	for i := range n {
+		if ok, err := a.Schedule(ctx, fmt.Sprint(i), now.Add(-time.Second)); !ok || err != nil {
+			t.Fatal(ok, err)
+		}
+	}
+	fired := make([][2]bool, n)
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for i := range n {
+		for r, s := range []*Store{a, b} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				ok, err := s.Fire(ctx, fmt.Sprint(i), now)
+				if err != nil {
+					errs <- err
+				}
+				fired[i][r] = ok
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for i, f := range fired {
+		if f[0] == f[1] {
+			t.Errorf("expiration %d: fired by a %v, by b %v; want exactly one", i, f[0], f[1])
+		}
+		var d bson.M
+		if err := a.Coll().FindOne(ctx, bson.M{"_id": fmt.Sprint(i)}).Decode(&d); err != nil {
+			t.Fatal(err)
+		}
+		if ob, _ := d["outbox"].(bson.A); len(ob) != 1 {
+			t.Errorf("expiration %d: outbox %v, want one expiration:complete", i, d["outbox"])
+		}
+	}
+	if ok, _ := a.Schedule(ctx, "later", now.Add(time.Hour)); !ok {
+		t.Fatal("schedule later")
+	}
+	if err := b.Drop(ctx, "later"); err != nil {
+		t.Fatal(err)
+	}
+	if e, _, _ := a.Get(ctx, "later"); e.State != domain.Dropped {
+		t.Fatalf("dropped by the other replica: %+v", e)
 	}
 }

@@ -37,7 +37,8 @@ type Store struct {
 // *outbox.Relay), so its event goes out at once, not at the relay's next
 // poll.
 func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, error) {
-	p := &Payments{coll: db.Collection(PaymentsCollection), notify: n}
+	pc := db.Collection(PaymentsCollection)
+	p := &Payments{coll: pc, records: outbox.NewRecords[paymentDoc](pc, n, "The payment is being changed concurrently, try again")}
 	// The database's guarantee of one payment per order, whatever the
 	// claims in the replica say.
 	_, err := p.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
@@ -140,10 +141,14 @@ func (s *Orders) Update(ctx context.Context, id string, fn func(*domain.Order) e
 	return out, err
 }
 
-// Payments stores payments and their events.
+// Payments stores payments and their events. A payment is created with
+// its event through outbox.Records; the refund's two writes carry no event
+// and are single atomic updates, each bumping the revision (outbox.RevField)
+// as Records' own writes do, so that a state Records remembers is never
+// taken for current after them.
 type Payments struct {
-	coll   *mongo.Collection
-	notify outbox.Notifier // may be nil (see New)
+	coll    *mongo.Collection
+	records *outbox.Records[paymentDoc]
 }
 
 // Coll is the collection the outbox relay publishes from.
@@ -157,34 +162,21 @@ type paymentDoc struct {
 	// RefundDue: the order was cancelled while this payment was charged;
 	// set before the refund is asked of the provider, cleared with RefundID
 	// once it is done (see domain.Service.RefundOrder).
-	RefundDue  bool           `bson:"refundDue,omitempty"`
-	RefundID   string         `bson:"refundId,omitempty"`
-	RefundedAt *time.Time     `bson:"refundedAt,omitempty"`
-	Outbox     []outbox.Entry `bson:"outbox,omitempty"`
-	// OutboxPending counts Outbox (outbox.PendingField).
-	OutboxPending int64 `bson:"outboxPending"`
+	RefundDue  bool       `bson:"refundDue,omitempty"`
+	RefundID   string     `bson:"refundId,omitempty"`
+	RefundedAt *time.Time `bson:"refundedAt,omitempty"`
 }
 
 // Create stores p with its payment:created event in one insert, so the event
 // exists exactly when the payment does. A second payment of the same order
 // -> apperr Conflict (unique index on orderId).
 func (s *Payments) Create(ctx context.Context, p domain.Payment) error {
-	e, err := outbox.NewEntry(events.PaymentCreated{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID})
-	if err != nil {
-		return err
-	}
-	_, err = s.coll.InsertOne(ctx, paymentDoc{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID,
-		CreatedAt: time.Now().UTC(), Outbox: []outbox.Entry{e}, OutboxPending: 1})
+	err := s.records.Insert(ctx, paymentDoc{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID, CreatedAt: time.Now().UTC()},
+		events.PaymentCreated{ID: p.ID, OrderID: p.OrderID, StripeID: p.StripeID})
 	if mongox.IsDuplicateKey(err) {
 		return apperr.New(apperr.Conflict, "Order already paid")
 	}
-	if err != nil {
-		return mongox.Classify(err)
-	}
-	if s.notify != nil {
-		s.notify.NotifyPending(p.ID, e) // a new document: its outbox is exactly e
-	}
-	return nil
+	return err
 }
 
 // ByOrder returns the payment of an order or apperr.ErrNotFound.
@@ -209,7 +201,7 @@ func (d paymentDoc) payment() domain.Payment {
 func (s *Payments) MarkRefundDue(ctx context.Context, orderID string) (domain.Payment, error) {
 	var d paymentDoc
 	err := s.coll.FindOneAndUpdate(ctx, bson.M{"orderId": orderID, "refundId": bson.M{"$exists": false}},
-		bson.M{"$set": bson.M{"refundDue": true}},
+		bson.M{"$set": bson.M{"refundDue": true}, "$inc": bson.M{outbox.RevField: int64(1)}},
 		options.FindOneAndUpdate().SetReturnDocument(options.After)).Decode(&d)
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return s.ByOrder(ctx, orderID) // refunded already, or no payment
@@ -225,6 +217,7 @@ func (s *Payments) Refunded(ctx context.Context, id, refundID string) error {
 	_, err := s.coll.UpdateOne(ctx, bson.M{"_id": id}, bson.M{
 		"$set":   bson.M{"refundId": refundID, "refundedAt": time.Now().UTC()},
 		"$unset": bson.M{"refundDue": ""},
+		"$inc":   bson.M{outbox.RevField: int64(1)},
 	})
 	return mongox.Classify(err)
 }
