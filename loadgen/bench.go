@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/mongo/options"
 
 	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/outbox"
 )
 
 // Bench holds the connections of one run.
@@ -381,19 +382,16 @@ func (b *Bench) replicaLag(ctx context.Context) (int, error) {
 	return lag, nil
 }
 
-// backlog counts the documents with pending outbox entries in the
-// collections the services relay events from. The filter leads with the
-// services' pending count (outboxPending, an equality the FerretDB stand-in
-// pushes down to PostgreSQL; a scan of the whole collection otherwise);
-// documents without the count still match it, and the array test decides.
+// backlog counts the outbox entries not published in the collections the
+// services relay events from, as the relays' stored checkpoints tell
+// (outbox.Backlog: it reads every document with entries).
 func (b *Bench) backlog(ctx context.Context) (int64, error) {
 	relayed := []struct{ db, coll string }{
 		{b.cfg.TicketsDB, "tickets"}, {b.cfg.OrdersDB, "orders"}, {"expiration", "expirations"}, {"payments", "payments"},
 	}
 	var total int64
 	for _, r := range relayed {
-		n, err := b.mc.Database(r.db).Collection(r.coll).CountDocuments(ctx,
-			bson.D{{Key: "outboxPending", Value: bson.M{"$ne": int64(0)}}, {Key: "outbox.0", Value: bson.M{"$exists": true}}})
+		n, err := outbox.Backlog(ctx, b.mc.Database(r.db).Collection(r.coll))
 		if err != nil {
 			return 0, err
 		}

@@ -20,8 +20,8 @@ import (
 // update or delete command until the whole command returns, so one bulk
 // write of a few dozen statements can take the pool and wait for more
 // (the stand-in hung). MongoDB runs a bulk write statement by statement,
-// each atomic on its own, and clients (common/outbox removes published
-// entries of many documents in one command) rightly send large ones. The
+// each atomic on its own, and clients (the expiration service purges
+// hundreds of records in one command) rightly send large ones. The
 // front runs such a command as consecutive commands of at most
 // maxStatementsWeight statements on a connection of its own to FerretDB,
 // each taking its own turn (scope) like any write, and answers the client

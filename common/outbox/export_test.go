@@ -1,19 +1,36 @@
 package outbox
 
-import "time"
+import (
+	"context"
+	"testing"
 
-// SetRemovalFault makes each removal command of r call fault first and
-// fail with its error, if any, as a failing store would. Set it before Run.
-func SetRemovalFault(r *Relay, fault func() error) { r.removeFault = fault }
+	"go.mongodb.org/mongo-driver/bson/primitive"
 
-// SetRememberRemoved sets how long r remembers entries as sent after their
-// removal (rememberRemoved). Set it before Run.
-func SetRememberRemoved(r *Relay, d time.Duration) { r.remember = d }
-
-// The writer's primitives that Records uses, for tests that write outbox
-// entries the way it does.
-var (
-	NewEntry      = newEntry
-	Push          = push
-	UpdatePending = updatePending
+	"github.com/ticketing-go/ticketing/common/events"
 )
+
+// MustEntries encodes evs as entries (not numbered).
+func MustEntries(tb testing.TB, evs ...events.Event) []Entry {
+	tb.Helper()
+	es, err := newEntries(evs...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return es
+}
+
+// Heartbeat makes r write its record now, as its next heartbeat would.
+func Heartbeat(r *Relay) {
+	r.mu.Lock()
+	r.beats = idleBeats
+	r.mu.Unlock()
+	_ = r.heartbeat(context.Background())
+	signal(r.kick)
+}
+
+// Src is r's record id (zero until recorded).
+func Src(r *Relay) primitive.ObjectID {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.src
+}

@@ -2,12 +2,10 @@ package outbox_test
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"os"
 	"slices"
-	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -136,116 +134,104 @@ func seq(from, to int64) []int64 {
 	return out
 }
 
-// finds counts the find commands on one collection that succeeded.
-type finds struct {
-	mu      sync.Mutex
-	running map[int64]bool // request ids of finds on the collection
-	done    int
-	change  chan struct{} // closed and replaced at each one done
+// commands counts the commands sent on each collection through one client.
+type commands struct {
+	mu sync.Mutex
+	n  map[string]map[string]int // collection -> command -> count
 }
 
-// wait waits until n finds have succeeded.
-func (f *finds) wait(tb testing.TB, n int) {
+func (c *commands) count(coll, cmd string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n[coll][cmd]
+}
+
+func (c *commands) total(coll string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t := 0
+	for _, k := range c.n[coll] {
+		t += k
+	}
+	return t
+}
+
+// monitoredDatabase returns this test's database through a client of its
+// own that counts the commands on each collection.
+func monitoredDatabase(tb testing.TB) (*mongo.Database, *commands) {
 	tb.Helper()
-	timeout := time.After(30 * time.Second)
-	for {
-		f.mu.Lock()
-		done, change := f.done, f.change
-		f.mu.Unlock()
-		if done >= n {
+	c := &commands{n: map[string]map[string]int{}}
+	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
+		coll, ok := e.Command.Lookup(e.CommandName).StringValueOK()
+		if !ok {
 			return
 		}
-		select {
-		case <-change:
-		case <-timeout:
-			tb.Fatalf("timed out waiting for %d finds on the collection (%d done)", n, done)
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if c.n[coll] == nil {
+			c.n[coll] = map[string]int{}
 		}
-	}
-}
-
-// monitoredCollection returns this test's collection name through a client
-// of its own that counts the finds on it (a relay's poll is one).
-func monitoredCollection(tb testing.TB, name string) (*mongo.Collection, *finds) {
-	tb.Helper()
-	f := &finds{running: map[int64]bool{}, change: make(chan struct{})}
-	mon := &event.CommandMonitor{
-		Started: func(_ context.Context, e *event.CommandStartedEvent) {
-			if coll, ok := e.Command.Lookup("find").StringValueOK(); ok && e.CommandName == "find" && coll == name {
-				f.mu.Lock()
-				f.running[e.RequestID] = true
-				f.mu.Unlock()
-			}
-		},
-		Succeeded: func(_ context.Context, e *event.CommandSucceededEvent) {
-			f.mu.Lock()
-			defer f.mu.Unlock()
-			if f.running[e.RequestID] {
-				delete(f.running, e.RequestID)
-				f.done++
-				close(f.change)
-				f.change = make(chan struct{})
-			}
-		},
-		Failed: func(_ context.Context, e *event.CommandFailedEvent) {
-			f.mu.Lock()
-			delete(f.running, e.RequestID)
-			f.mu.Unlock()
-		},
-	}
+		c.n[coll][e.CommandName]++
+	}}
 	m := testenv.Mongo(tb)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(m.URI).SetMonitor(mon))
+	cl, err := mongo.Connect(ctx, options.Client().ApplyURI(m.URI).SetMonitor(mon))
 	if err != nil {
 		tb.Fatalf("connect %s: %v", m.URI, err)
 	}
-	tb.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	return c.Database(m.Database).Collection(name), f
+	tb.Cleanup(func() { _ = cl.Disconnect(context.Background()) })
+	return cl.Database(m.Database), c
 }
 
-func entry(tb testing.TB, id primitive.ObjectID, v int64) outbox.Entry {
-	tb.Helper()
-	e, err := outbox.NewEntry(events.TicketUpdated{ID: id.Hex(), Version: v, Title: "t", Price: 1})
-	if err != nil {
-		tb.Fatal(err)
+// ticket is the record the tests write: a version and its events.
+type ticket struct {
+	ID      primitive.ObjectID `bson:"_id"`
+	Version int64              `bson:"version"`
+}
+
+func newRecords(coll *mongo.Collection, relay *outbox.Relay) *outbox.Records[ticket] {
+	if relay == nil {
+		return outbox.NewRecords[ticket](coll, nil, "busy")
 	}
-	return e
+	return outbox.NewRecords[ticket](coll, relay, "busy")
 }
 
-// insert creates a ticket at version 0 with its ticket:updated v0 entry, as a
-// service writes it: the document and its event in one insert.
-func insert(tb testing.TB, coll *mongo.Collection) primitive.ObjectID {
+func event0(id primitive.ObjectID, v int64) events.Event {
+	return events.TicketUpdated{ID: id.Hex(), Version: v, Title: "t", Price: 1}
+}
+
+// insert creates a ticket at version 0 with its event, as a service does.
+func insert(tb testing.TB, recs *outbox.Records[ticket]) primitive.ObjectID {
 	tb.Helper()
 	id := primitive.NewObjectID()
-	if _, err := coll.InsertOne(context.Background(), bson.M{"_id": id, "version": int64(0),
-		outbox.Field: []outbox.Entry{entry(tb, id, 0)}, outbox.PendingField: int64(1)}); err != nil {
+	if err := recs.Insert(context.Background(), ticket{ID: id}, event0(id, 0)); err != nil {
 		tb.Fatalf("insert: %v", err)
 	}
 	return id
 }
 
-// update bumps the version and pushes its event, in one update.
-func update(tb testing.TB, coll *mongo.Collection, id primitive.ObjectID, v int64) {
+// update sets the version to v with its event.
+func update(tb testing.TB, recs *outbox.Records[ticket], id primitive.ObjectID, v int64) {
 	tb.Helper()
-	res, err := coll.UpdateOne(context.Background(), bson.M{"_id": id, "version": v - 1},
-		outbox.Push(bson.M{"$set": bson.M{"version": v}}, entry(tb, id, v)))
-	if err != nil || res.MatchedCount != 1 {
-		tb.Fatalf("update to v%d: %v (matched %v)", v, err, res)
+	if _, err := recs.Update(context.Background(), id, func(t *ticket) ([]events.Event, error) {
+		t.Version = v
+		return []events.Event{event0(id, v)}, nil
+	}); err != nil {
+		tb.Fatalf("update to v%d: %v", v, err)
 	}
 }
 
-// pendingCount reads the document's outbox.PendingField (-99 when absent).
-func pendingCount(tb testing.TB, coll *mongo.Collection, id any) int64 {
+// stored reads the entries stored in a document.
+func stored(tb testing.TB, coll *mongo.Collection, id any) []outbox.Entry {
 	tb.Helper()
-	var d bson.M
+	var d struct {
+		Outbox []outbox.Entry `bson:"outbox"`
+	}
 	if err := coll.FindOne(context.Background(), bson.M{"_id": id}).Decode(&d); err != nil {
 		tb.Fatalf("read %v: %v", id, err)
 	}
-	n, ok := d[outbox.PendingField].(int64)
-	if !ok {
-		return -99
-	}
-	return n
+	return d.Outbox
 }
 
 func backlog(tb testing.TB, coll *mongo.Collection) int64 {
@@ -257,18 +243,32 @@ func backlog(tb testing.TB, coll *mongo.Collection) int64 {
 	return n
 }
 
-func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
+// relays counts the relays' records of coll.
+func relays(tb testing.TB, coll *mongo.Collection) int64 {
+	tb.Helper()
+	n, err := coll.Database().Collection(outbox.RegistryCollection).CountDocuments(context.Background(), bson.M{"coll": coll.Name()})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return n
+}
+
+// fast: heartbeats and adoption quick enough for a test.
+var fast = outbox.Options{Heartbeat: 100 * time.Millisecond, DeadAfter: 3 * time.Second, MaxBackoff: 200 * time.Millisecond, PublishTimeout: time.Second}
+
+func TestRelayPublishesEachDocumentInOrderOnce(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
-	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{})
+	pub := &countingPublisher{pub: conn}
+	relay, stop := MustRunRelay(t, coll, pub, fast)
+	recs := newRecords(coll, relay)
 
 	const docs, updates = 4, 25
 	ids := make([]primitive.ObjectID, docs)
 	for i := range ids {
-		ids[i] = insert(t, coll)
-		relay.Notify(ids[i])
+		ids[i] = insert(t, recs)
 	}
 	var wg sync.WaitGroup
 	for _, id := range ids {
@@ -276,89 +276,63 @@ func TestRelayPublishesEachDocumentInOrder(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for v := int64(1); v <= updates; v++ {
-				update(t, coll, id, v)
-				relay.Notify(id)
+				update(t, recs, id, v)
 			}
 		}()
 	}
 	wg.Wait()
 	for _, id := range ids {
 		testenv.Eventually(t, 20*time.Second, "every version of "+id.Hex(), func() bool { return len(col.versions(id.Hex())) >= updates+1 })
-		// One relay: in order, and (its cleanup never failing here) once each.
 		if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, updates)) {
 			t.Fatalf("ticket %s: published %v, want 0..%d in order", id.Hex(), got, updates)
 		}
 	}
-	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
-	// Removals queued for one document are merged (several entries in one
-	// statement): the count must fall by as many.
+	testenv.Eventually(t, 10*time.Second, "the checkpoint stored", func() bool { return backlog(t, coll) == 0 })
+	// Everything published: the next write of a document drops its entries
+	// and stores its own alone.
 	for _, id := range ids {
-		if n := pendingCount(t, coll, id); n != 0 {
-			t.Fatalf("ticket %s: outboxPending %d with an empty outbox", id.Hex(), n)
+		update(t, recs, id, updates+1)
+		if s := stored(t, coll, id); len(s) != 1 || s[0].Seq == 0 {
+			t.Fatalf("ticket %s stores %+v after a write on a published outbox, want the write's entry alone, numbered", id.Hex(), s)
 		}
 	}
-	var doc bson.M
-	if err := coll.FindOne(context.Background(), bson.M{"_id": ids[0]}).Decode(&doc); err != nil {
-		t.Fatal(err)
+	testenv.Eventually(t, 10*time.Second, "the last writes' checkpoint stored", func() bool { return backlog(t, coll) == 0 })
+	// Several heartbeats later nothing more was published: no event without
+	// a fault is published twice.
+	time.Sleep(10 * fast.Heartbeat) // the bound of "nothing more": 10 heartbeats, each of which may scan
+	if p, want := pub.n.Load(), int32(docs*(updates+2)); p != want {
+		t.Fatalf("%d publishes for %d entries, want one each", p, want)
 	}
-	if doc["version"] != int64(updates) {
-		t.Fatalf("the relay touched the document's state: %v", doc)
+	// A relay that stops with everything published deletes its record:
+	// its entries left in documents count as published.
+	stop()
+	if r := relays(t, coll); r != 0 {
+		t.Fatalf("%d relay records after a clean stop, want 0", r)
 	}
-}
-
-func TestNotifiedWritesPropagateWithoutWaitingForThePoll(t *testing.T) {
-	coll, finds := monitoredCollection(t, "tickets")
-	n := testenv.EventBus(t)
-	conn := MustConnect(t, n)
-	col := collect(t, conn)
-	// A poll of an hour: only Notify can deliver these.
-	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
-	// The initial poll's query has run (it is the first find on the
-	// collection): the poll cannot see what is written from now on.
-	finds.wait(t, 1)
-	id := insert(t, coll)
-	relay.Notify(id)
-	const updates = 200
-	written := map[int64]time.Time{0: time.Now()}
-	for v := int64(1); v <= updates; v++ {
-		update(t, coll, id, v)
-		written[v] = time.Now()
-		relay.Notify(id)
-		// one at a time, so that latency, not queueing behind a burst, is measured
-		testenv.Eventually(t, 10*time.Second, "the event", func() bool { return len(col.versions(id.Hex())) > int(v) })
+	if b := backlog(t, coll); b != 0 {
+		t.Fatalf("backlog %d after a clean stop", b)
 	}
-	testenv.Eventually(t, 20*time.Second, "every version", func() bool { return len(col.versions(id.Hex())) >= updates+1 })
-	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
-		t.Fatalf("published %v", got)
-	}
-	col.mu.Lock()
-	var lat []time.Duration
-	for v, w := range written {
-		lat = append(lat, col.when[id.Hex()+"/"+itoa(v)].Sub(w))
-	}
-	col.mu.Unlock()
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	t.Logf("write -> consumer latency over %d notified writes (mode %s): p50 %v, p90 %v, p99 %v, max %v",
-		len(lat), testenv.Mode(), lat[len(lat)/2], lat[len(lat)*9/10], lat[len(lat)*99/100], lat[len(lat)-1])
 }
 
 func TestWritesSucceedWhileNATSIsDownAndArriveInOrderAfter(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	srv := testenv.DedicatedEventBus(t)
 	conn := MustConnect(t, srv.NATS)
-	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: 200 * time.Millisecond, MaxBackoff: time.Second})
+	relay, _ := MustRunRelay(t, coll, conn, fast)
+	recs := newRecords(coll, relay)
 
 	srv.Stop(t)
 	testenv.Eventually(t, 30*time.Second, "the relay's connection to notice", func() bool { return conn.Ready(context.Background()) != nil })
-	id := insert(t, coll)
-	relay.Notify(id)
+	id := insert(t, recs)
 	const updates = 10
 	for v := int64(1); v <= updates; v++ {
-		update(t, coll, id, v) // the write succeeds although NATS is down
-		relay.Notify(id)
+		update(t, recs, id, v) // the write succeeds although NATS is down
 	}
 	if n := backlog(t, coll); n != updates+1 {
 		t.Fatalf("backlog while NATS is down = %d, want %d", n, updates+1)
+	}
+	if s := stored(t, coll, id); len(s) != updates+1 {
+		t.Fatalf("the document stores %d entries while NATS is down, want all %d", len(s), updates+1)
 	}
 	srv.Start(t)
 	col := collect(t, MustConnect(t, srv.NATS))
@@ -368,7 +342,7 @@ func TestWritesSucceedWhileNATSIsDownAndArriveInOrderAfter(t *testing.T) {
 	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
 		t.Fatalf("published %v, want 0..%d in order", got, updates)
 	}
-	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "the checkpoint stored", func() bool { return backlog(t, coll) == 0 })
 }
 
 // hangingPublisher publishes the first n entries, then hangs like a process
@@ -386,37 +360,116 @@ func (h *hangingPublisher) PublishMsg(ctx context.Context, subject, msgID string
 	return h.pub.PublishMsg(ctx, subject, msgID, data)
 }
 
-func TestRestartedRelayResumesWithoutLosingEntries(t *testing.T) {
+// A relay that stops with entries unpublished (here its broker hangs, as
+// in a process that froze; a crash leaves the same: a record whose
+// heartbeats stopped) is adopted by another relay of the collection once
+// its record is DeadAfter old: the adopter publishes the rest in order and
+// deletes the record.
+func TestADeadRelaysEntriesArePublishedByAnother(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
 
-	id := insert(t, coll)
-	const updates = 20
-	for v := int64(1); v <= updates; v++ {
-		update(t, coll, id, v)
-	}
 	hang := &hangingPublisher{pub: conn}
 	hang.left.Store(7)
-	first, stopFirst := MustRunRelay(t, coll, hang, outbox.Options{PollInterval: time.Hour})
-	first.Notify(id)
-	testenv.Eventually(t, 20*time.Second, "the first relay to publish 7 entries", func() bool { return len(col.versions(id.Hex())) >= 7 })
-	stopFirst() // "killed" while hanging on the 8th
-	// At least the 14 entries it never published are left (the 7 it did
-	// publish may be left too: a killed relay publishes them again).
-	if n := backlog(t, coll); n < updates+1-7 {
-		t.Fatalf("backlog after the first relay = %d", n)
+	first, stopFirst := MustRunRelay(t, coll, hang, fast)
+	recs := newRecords(coll, first)
+	id := insert(t, recs)
+	const updates = 20
+	for v := int64(1); v <= updates; v++ {
+		update(t, recs, id, v)
 	}
-
-	MustRunRelay(t, coll, conn, outbox.Options{}) // a new process: starts with a poll
-	testenv.Eventually(t, 20*time.Second, "every event", func() bool {
+	testenv.Eventually(t, 20*time.Second, "the first relay to publish 7 entries", func() bool { return len(col.versions(id.Hex())) >= 7 })
+	stopFirst()
+	if b := backlog(t, coll); b < updates+1-7 {
+		t.Fatalf("backlog after the first relay = %d, want at least %d", b, updates+1-7)
+	}
+	if r := relays(t, coll); r != 1 {
+		t.Fatalf("%d relay records after the first stopped with entries left, want its own", r)
+	}
+	MustRunRelay(t, coll, conn, fast)
+	testenv.Eventually(t, 30*time.Second, "every event", func() bool {
 		return len(firstOccurrences(col.versions(id.Hex()))) == updates+1
 	})
 	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
 		t.Fatalf("published %v, want 0..%d in order", got, updates)
 	}
-	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "the first relay's record adopted and deleted", func() bool { return relays(t, coll) == 1 })
+	testenv.Eventually(t, 10*time.Second, "nothing left", func() bool { return backlog(t, coll) == 0 })
+}
+
+// A relay whose heartbeats stop reaching the store is adopted while it
+// still runs; its next heartbeat finds its record gone, and it stops: it
+// numbers nothing more under a record whose entries now count as published.
+func TestAnAdoptedRelayStops(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("tickets")
+	n := testenv.EventBus(t)
+	conn := MustConnect(t, n)
+	slowBeat := fast
+	slowBeat.Heartbeat = time.Hour // only its first heartbeat, at start
+	a := outbox.NewRelay(coll, conn, testLog(), slowBeat)
+	recs := newRecords(coll, a)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ran := make(chan error, 1)
+	go func() { ran <- a.Run(ctx) }()
+	id := insert(t, recs)
+	MustRunRelay(t, coll, conn, fast) // adopts a once its record is DeadAfter old
+	reg := coll.Database().Collection(outbox.RegistryCollection)
+	testenv.Eventually(t, 20*time.Second, "a adopted", func() bool {
+		n, err := reg.CountDocuments(context.Background(), bson.M{"_id": outbox.Src(a)})
+		return err == nil && n == 0
+	})
+	// a learns it at its next heartbeat; here the check a write makes after
+	// a failed heartbeat is not needed: Run is told by a kick.
+	outbox.Heartbeat(a)
+	select {
+	case err := <-ran:
+		if err == nil {
+			t.Fatal("Run of an adopted relay returned nil, want an error")
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the adopted relay still runs")
+	}
+	if _, err := recs.Update(context.Background(), id, func(t *ticket) ([]events.Event, error) {
+		t.Version = 1
+		return []events.Event{event0(id, 1)}, nil
+	}); err == nil {
+		t.Fatal("an adopted relay numbered an entry")
+	}
+}
+
+// A write whose outcome is unknown (an error after which the store may or
+// may not have applied it) is settled by the relay's scan once DeadAfter
+// has passed: published if the document holds it, dropped otherwise.
+func TestUnknownWritesAreSettledByAScan(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("tickets")
+	n := testenv.EventBus(t)
+	conn := MustConnect(t, n)
+	col := collect(t, conn)
+	relay, _ := MustRunRelay(t, coll, conn, fast)
+	ctx := context.Background()
+	applied, lost := primitive.NewObjectID(), primitive.NewObjectID()
+	entries := outbox.MustEntries(t, event0(applied, 0), event0(lost, 0))
+	if err := relay.Stamp(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+	// The first write reached the store, the second did not; both writers
+	// got an error.
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": applied, "version": int64(0), outbox.Field: entries[:1]}); err != nil {
+		t.Fatal(err)
+	}
+	relay.Settle(applied, entries[:1], outbox.Unknown, nil)
+	relay.Settle(lost, entries[1:], outbox.Unknown, nil)
+	testenv.Eventually(t, 20*time.Second, "the applied write's event", func() bool { return len(col.versions(applied.Hex())) == 1 })
+	testenv.Eventually(t, 20*time.Second, "both settled", func() bool {
+		b, _ := relay.Backlog(ctx)
+		return b == 0
+	})
+	if got := col.versions(lost.Hex()); len(got) != 0 {
+		t.Fatalf("published %v for a write never applied", got)
+	}
 }
 
 // countingPublisher counts the publishes that the server acknowledged.
@@ -433,123 +486,24 @@ func (c *countingPublisher) PublishMsg(ctx context.Context, subject, msgID strin
 	return err
 }
 
-// TestFailedCleanupPublishesNothingAgain: a removal of published entries
-// that fails (a timeout, the store briefly away) is tried again; the
-// entries are not published again meanwhile, although polls find them
-// still in the document. Only a relay that stops (a crash, a restart)
-// leaves them to be published again.
-func TestFailedCleanupPublishesNothingAgain(t *testing.T) {
-	coll, polls := monitoredCollection(t, "tickets")
-	n := testenv.EventBus(t)
-	pub := &countingPublisher{pub: MustConnect(t, n)}
-	r := outbox.NewRelay(coll, pub, testLog(), outbox.Options{PollInterval: 20 * time.Millisecond})
-	const faults = 3
-	var failed atomic.Int32
-	pollsAtFault := make(chan int, 1)
-	outbox.SetRemovalFault(r, func() error {
-		if k := failed.Add(1); k <= faults {
-			if k == 1 {
-				polls.mu.Lock()
-				pollsAtFault <- polls.done
-				polls.mu.Unlock()
-			}
-			return errors.New("injected: the store did not answer in time")
-		}
-		return nil
-	})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	id := insert(t, coll)
-	r.Notify(id)
-	var atFault int
-	select {
-	case atFault = <-pollsAtFault:
-	case <-time.After(30 * time.Second):
-		t.Fatal("no removal within 30s")
-	}
-	// Polls while the entry, published, is still in the document.
-	polls.wait(t, atFault+3)
-	testenv.Eventually(t, 30*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
-	if f := failed.Load(); f <= faults {
-		t.Fatalf("%d removals, want the %d failed ones and one more", f, faults)
-	}
-	// Publishes return once the server acknowledged, and the removal that
-	// succeeded ran after the publish: the count is final.
-	if p := pub.n.Load(); p != 1 {
-		t.Fatalf("the entry was published %d times, want once", p)
-	}
-	if c := pendingCount(t, coll, id); c != 0 {
-		t.Fatalf("pending count %d, want 0", c)
-	}
-}
-
-// TestPollsAddNothingToWhatTheRelayHolds: a burst of documents notified by
-// their writers waits in the relay's queue (the broker is slow: 20 ms a
-// publish, one worker, so the queue takes 2 s) while polls every 10 ms find
-// them pending, published or not. Each entry is published once. The relay
-// remembers removed entries for 1 s here (10 s in production): a copy of a
-// document that a poll queued behind the burst ran after its entries had
-// been removed and forgotten, and published them again.
-func TestPollsAddNothingToWhatTheRelayHolds(t *testing.T) {
-	coll, polls := monitoredCollection(t, "tickets")
-	n := testenv.EventBus(t)
-	pub := &countingPublisher{pub: slowPublisher{pub: MustConnect(t, n), delay: 20 * time.Millisecond}}
-	r := outbox.NewRelay(coll, pub, testLog(), outbox.Options{PollInterval: 10 * time.Millisecond, Workers: 1})
-	outbox.SetRememberRemoved(r, time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = r.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
-
-	const docs = 100
-	for range docs {
-		r.Notify(insert(t, coll))
-	}
-	testenv.Eventually(t, 60*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
-	// A late copy would still be queued or running: every copy is
-	// processed before the relay goes idle, and polls go on meanwhile.
-	polls.mu.Lock()
-	now := polls.done
-	polls.mu.Unlock()
-	polls.wait(t, now+10)
-	if p := pub.n.Load(); p != docs {
-		t.Fatalf("%d publishes for %d entries, want one each", p, docs)
-	}
-}
-
-// slowPublisher takes delay before each publish: a slow broker.
-type slowPublisher struct {
-	pub   outbox.Publisher
-	delay time.Duration
-}
-
-func (s slowPublisher) PublishMsg(ctx context.Context, subject, msgID string, data []byte) error {
-	t := time.NewTimer(s.delay)
-	defer t.Stop()
-	select {
-	case <-t.C:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	return s.pub.PublishMsg(ctx, subject, msgID, data)
-}
-
+// Two processes (two relays, each with its own Records) write one document
+// in turns: an entry may go out twice, but the first copies are in order.
 func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
-	a, _ := MustRunRelay(t, coll, MustConnect(t, n), outbox.Options{PollInterval: 50 * time.Millisecond})
-	b, _ := MustRunRelay(t, coll, MustConnect(t, n), outbox.Options{PollInterval: 50 * time.Millisecond})
-	id := insert(t, coll)
+	a, _ := MustRunRelay(t, coll, MustConnect(t, n), fast)
+	b, _ := MustRunRelay(t, coll, MustConnect(t, n), fast)
+	recA, recB := newRecords(coll, a), newRecords(coll, b)
+	id := insert(t, recA)
 	const updates = 30
 	for v := int64(1); v <= updates; v++ {
-		update(t, coll, id, v)
-		a.Notify(id)
-		b.Notify(id)
+		if v%2 == 0 {
+			update(t, recA, id, v)
+		} else {
+			update(t, recB, id, v)
+		}
 	}
 	testenv.Eventually(t, 20*time.Second, "every event", func() bool {
 		return len(firstOccurrences(col.versions(id.Hex()))) == updates+1
@@ -559,160 +513,119 @@ func TestTwoRelaysMayDuplicateButNeverReorder(t *testing.T) {
 		t.Fatalf("first occurrences %v, want 0..%d in order", firstOccurrences(got), updates)
 	}
 	t.Logf("%d deliveries for %d entries", len(got), updates+1)
-	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
-	// Both relays removed what they published; each entry came off the
-	// pending count once (a count below 0 would be polled for ever, one
-	// above 0 would hide nothing but cost a read per poll).
-	if c := pendingCount(t, coll, id); c != 0 {
-		t.Fatalf("pending count %d after the outbox emptied, want 0", c)
-	}
+	testenv.Eventually(t, 10*time.Second, "the checkpoints stored", func() bool { return backlog(t, coll) == 0 })
 }
 
-// A document written without the pending count (by a version before it, or
-// code that does not set it) is still found by the poll and published, and
-// the relay leaves its count at 0; so is a document whose count is off
-// while it has no entries.
-func TestDocumentsWithAWrongCountArePublishedAndTheCountRepaired(t *testing.T) {
+// Entries written before relays numbered them (no src, next to the count
+// the former relay kept) are published in order by a relay's first scan and
+// removed from their documents.
+func TestUnnumberedEntriesArePublishedAndRemoved(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	n := testenv.EventBus(t)
 	col := collect(t, MustConnect(t, n))
 	ctx := context.Background()
-	legacy := primitive.NewObjectID()
-	if _, err := coll.InsertOne(ctx, bson.M{"_id": legacy, "version": int64(0), outbox.Field: []outbox.Entry{entry(t, legacy, 0)}}); err != nil {
-		t.Fatal(err)
-	}
-	off := primitive.NewObjectID()
-	if _, err := coll.InsertOne(ctx, bson.M{"_id": off, "version": int64(0), outbox.PendingField: int64(3)}); err != nil {
-		t.Fatal(err)
-	}
-	// A count too low hides the document from the polls on the count; the
-	// poll on the entries themselves (at start, then every 10 minutes or so) finds it.
-	low := primitive.NewObjectID()
-	if _, err := coll.InsertOne(ctx, bson.M{"_id": low, "version": int64(0),
-		outbox.Field: []outbox.Entry{entry(t, low, 0)}, outbox.PendingField: int64(0)}); err != nil {
-		t.Fatal(err)
-	}
-	MustRunRelay(t, coll, MustConnect(t, n), outbox.Options{PollInterval: 50 * time.Millisecond})
-	testenv.Eventually(t, 10*time.Second, "the legacy entry published", func() bool { return len(col.versions(legacy.Hex())) > 0 })
-	testenv.Eventually(t, 10*time.Second, "the entry under a count too low published", func() bool { return len(col.versions(low.Hex())) > 0 })
-	testenv.Eventually(t, 10*time.Second, "every count at 0", func() bool {
-		return pendingCount(t, coll, legacy) == 0 && pendingCount(t, coll, off) == 0 && pendingCount(t, coll, low) == 0
-	})
-	if b := backlog(t, coll); b != 0 {
-		t.Fatalf("backlog %d", b)
-	}
-}
-
-func TestPushKeepsOtherOperators(t *testing.T) {
-	e := outbox.Entry{ID: primitive.NewObjectID()}
-	u := outbox.Push(bson.M{"$set": bson.M{"title": "x"}, "$push": bson.M{"tags": "a"}}, e)
-	push := u["$push"].(bson.M)
-	if u["$set"] == nil || push["tags"] != "a" || push[outbox.Field] == nil {
-		t.Fatalf("Push = %v", u)
-	}
-	u = outbox.Push(bson.M{"$inc": bson.M{"version": int64(1)}}, e, e)
-	if inc := u["$inc"].(bson.M); inc["version"] != int64(1) || inc[outbox.PendingField] != int64(2) {
-		t.Fatalf("Push kept $inc %v, want version 1 and %s 2", u["$inc"], outbox.PendingField)
-	}
-	if got := outbox.Push(nil); len(got) != 0 {
-		t.Fatalf("Push(nil) = %v", got)
-	}
-}
-
-// TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots: snapshots
-// handed over by writers arrive in any order (here: newest first, the
-// insert's last); each is the whole pending outbox, so the first copies
-// still go out in version order and every entry is removed.
-func TestNotifyPendingKeepsOrderWithReorderedAndStaleSnapshots(t *testing.T) {
-	coll := testenv.MongoDatabase(t).Collection("tickets")
-	n := testenv.EventBus(t)
-	conn := MustConnect(t, n)
-	col := collect(t, conn)
-	ctx := context.Background()
 	id := primitive.NewObjectID()
-	first := entry(t, id, 0)
-	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "version": int64(0), outbox.Field: []outbox.Entry{first}}); err != nil {
+	old := outbox.MustEntries(t, event0(id, 0), event0(id, 1), event0(id, 2))
+	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "version": int64(2), outbox.Field: old, "outboxPending": int64(3)}); err != nil {
 		t.Fatal(err)
 	}
-	const updates = 20
-	snaps := [][]outbox.Entry{{first}}
-	for v := int64(1); v <= updates; v++ {
-		pending, ok, err := outbox.UpdatePending(ctx, coll, bson.M{"_id": id, "version": v - 1},
-			outbox.Push(bson.M{"$set": bson.M{"version": v}}, entry(t, id, v)))
-		if err != nil || !ok {
-			t.Fatalf("UpdatePending v%d: ok %v, err %v", v, ok, err)
-		}
-		if len(pending) != int(v)+1 || pending[0].ID != first.ID {
-			t.Fatalf("UpdatePending v%d returned %d entries (first %v), want %d from %v", v, len(pending), pending, v+1, first.ID)
-		}
-		snaps = append(snaps, pending)
+	MustRunRelay(t, coll, MustConnect(t, n), fast)
+	testenv.Eventually(t, 20*time.Second, "the old entries published", func() bool { return len(col.versions(id.Hex())) == 3 })
+	if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, 2)) {
+		t.Fatalf("published %v, want 0..2 in order", got)
 	}
-	if _, ok, err := outbox.UpdatePending(ctx, coll, bson.M{"_id": id, "version": int64(0)}, bson.M{"$set": bson.M{"x": 1}}); err != nil || ok {
-		t.Fatalf("UpdatePending on a stale version: ok %v, err %v; want no match", ok, err)
-	}
-	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
-	for i := len(snaps) - 1; i >= 0; i-- {
-		relay.NotifyPending(id, snaps[i]...)
-	}
-	testenv.Eventually(t, 20*time.Second, "every version", func() bool { return len(firstOccurrences(col.versions(id.Hex()))) >= updates+1 })
-	if got := col.versions(id.Hex()); !slices.Equal(firstOccurrences(got), seq(0, updates)) {
-		t.Fatalf("published %v, want first copies 0..%d in order", got, updates)
-	}
-	testenv.Eventually(t, 10*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
+	testenv.Eventually(t, 10*time.Second, "the old entries removed", func() bool { return len(stored(t, coll, id)) == 0 })
 }
 
-// TestNotifyPendingPublishesWithoutReading: the handed entries are
-// published as they are, even for a document the relay could not read.
-func TestNotifyPendingPublishesWithoutReading(t *testing.T) {
+// Snapshots handed to the relay arrive in any order (here: the insert's
+// last, after every update's): entries published already are skipped, so
+// the first copies go out in version order, each once.
+func TestStaleSnapshotsPublishNothingAgain(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("tickets")
 	n := testenv.EventBus(t)
 	conn := MustConnect(t, n)
 	col := collect(t, conn)
-	relay, _ := MustRunRelay(t, coll, conn, outbox.Options{PollInterval: time.Hour})
-	id := primitive.NewObjectID() // never stored
-	relay.NotifyPending(id, entry(t, id, 0), entry(t, id, 1))
-	testenv.Eventually(t, 10*time.Second, "both entries", func() bool { return len(col.versions(id.Hex())) >= 2 })
-	if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, 1)) {
-		t.Fatalf("published %v, want [0 1]", got)
+	pub := &countingPublisher{pub: conn}
+	relay := outbox.NewRelay(coll, pub, testLog(), fast)
+	recs := newRecords(coll, relay)
+	id := insert(t, recs) // queued: the relay does not run yet
+	first := stored(t, coll, id)
+	const updates = 20
+	for v := int64(1); v <= updates; v++ {
+		update(t, recs, id, v)
+	}
+	relay.NotifyPending(id, first...)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = relay.Run(ctx) }()
+	t.Cleanup(func() { cancel(); <-done })
+	testenv.Eventually(t, 20*time.Second, "every version", func() bool { return len(col.versions(id.Hex())) >= updates+1 })
+	testenv.Eventually(t, 10*time.Second, "the checkpoint stored", func() bool { return backlog(t, coll) == 0 })
+	if got := col.versions(id.Hex()); !slices.Equal(got, seq(0, updates)) {
+		t.Fatalf("published %v, want 0..%d in order, once each", got, updates)
+	}
+	if p := pub.n.Load(); p != updates+1 {
+		t.Fatalf("%d publishes for %d entries", p, updates+1)
 	}
 }
 
-// TestCleanupIsAmortised: removing published entries costs a command per
-// batch of documents, not one per event, for documents that are never
-// written again: 300 tickets created one after another, each notified as a
-// service does, are published and removed in at most 30 update commands
-// (counted by the driver's command monitor, not timed). With a command per
-// 8 documents, as before, it took 38 or more.
-func TestCleanupIsAmortised(t *testing.T) {
-	name := "amortised"
-	var updates atomic.Int64
-	mon := &event.CommandMonitor{Started: func(_ context.Context, e *event.CommandStartedEvent) {
-		if coll, ok := e.Command.Lookup("update").StringValueOK(); ok && e.CommandName == "update" && coll == name {
-			updates.Add(1)
-		}
-	}}
-	m := testenv.Mongo(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := mongo.Connect(ctx, options.Client().ApplyURI(m.URI).SetMonitor(mon))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	coll := c.Database(m.Database).Collection(name)
-	pub := &countingPublisher{pub: MustConnect(t, testenv.NATSStreaming(t))}
-	r, _ := MustRunRelay(t, coll, pub, outbox.Options{})
-
-	const docs = 300
+// The store commands of a burst of inserts: the inserts themselves, and
+// on the relays' records a few writes per heartbeat, whatever the number
+// of events; nothing per event after the write (counted, not timed).
+func TestCleanupCostsNoWritePerEvent(t *testing.T) {
+	db, cmds := monitoredDatabase(t)
+	coll := db.Collection("tickets")
+	n := testenv.EventBus(t)
+	pub := &countingPublisher{pub: MustConnect(t, n)}
+	relay, stop := MustRunRelay(t, coll, pub, outbox.Options{}) // the production heartbeat
+	recs := newRecords(coll, relay)
+	const docs = 1000
 	for range docs {
-		r.Notify(insert(t, coll))
+		insert(t, recs)
 	}
-	testenv.Eventually(t, 60*time.Second, "an empty outbox", func() bool { return backlog(t, coll) == 0 })
-	if p := pub.n.Load(); p != docs {
-		t.Fatalf("%d publishes for %d entries, want one each", p, docs)
+	testenv.Eventually(t, 60*time.Second, "every entry published", func() bool {
+		b, _ := relay.Backlog(context.Background())
+		return b == 0 && pub.n.Load() == docs
+	})
+	stop()
+	// The inserts, the scans' index, and the scan for unnumbered entries
+	// at start.
+	if c := cmds.total("tickets"); c != docs+2 || cmds.count("tickets", "insert") != docs {
+		t.Fatalf("%d commands on the collection (%v) for %d inserts, want the inserts, one createIndexes and one find", c, cmds.n["tickets"], docs)
 	}
-	if u := updates.Load(); u > docs/10 {
-		t.Fatalf("%d update commands removed the entries of %d documents, want at most %d (one per ten)", u, docs, docs/10)
+	if c := cmds.total(outbox.RegistryCollection); c > docs/10 {
+		t.Fatalf("%d commands on the relays' records for %d events, want well under one per ten", c, docs)
 	}
-	t.Logf("%d update commands for %d documents", updates.Load(), docs)
+	t.Logf("%d events: %d commands on the collection, %d on the relays' records", docs, cmds.total("tickets"), cmds.total(outbox.RegistryCollection))
+}
+
+// A relay whose record was last written DeadAfter/2 ago (its heartbeats
+// stuck) writes it again before it numbers another entry, so that no
+// adopter can take the record under a write it numbers.
+func TestNumberingRefreshesAStaleRecord(t *testing.T) {
+	coll := testenv.MongoDatabase(t).Collection("tickets")
+	stuck := fast
+	r := outbox.NewRelay(coll, MustConnect(t, testenv.EventBus(t)), testLog(), stuck) // not run: no heartbeats
+	recs := newRecords(coll, r)
+	insert(t, recs) // records the relay
+	reg := coll.Database().Collection(outbox.RegistryCollection)
+	at := func() time.Time {
+		var rec struct {
+			At time.Time `bson:"at"`
+		}
+		if err := reg.FindOne(context.Background(), bson.M{"_id": outbox.Src(r)}).Decode(&rec); err != nil {
+			t.Fatal(err)
+		}
+		return rec.At
+	}
+	first := at()
+	insert(t, recs)
+	if got := at(); !got.Equal(first) {
+		t.Fatalf("the record was written again at %v within DeadAfter/2", got)
+	}
+	time.Sleep(stuck.DeadAfter/2 + 100*time.Millisecond) // the record's age is the condition under test
+	insert(t, recs)
+	if got := at(); !got.After(first) {
+		t.Fatalf("numbering after DeadAfter/2 left the record at %v", got)
+	}
 }

@@ -6,13 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"slices"
 	"sync/atomic"
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/mongo"
-	"go.mongodb.org/mongo-driver/mongo/options"
 	"go.mongodb.org/mongo-driver/x/bsonx/bsoncore"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
@@ -26,29 +24,28 @@ import (
 // D is the document's state as the store sees it: a struct with its `_id`
 // and fields, decoded from and encoded to BSON. Records adds the fields it
 // owns, never part of D: "rev", the document's revision (bumped by every
-// write, the concurrency token), and the outbox (Field, PendingField).
+// write, the concurrency token), and the outbox (Field).
 //
 // Update reads the document, lets the caller's closure change it and say
 // which events the change makes, and writes exactly the fields that
-// changed ($set and $unset), the revision's increment and the events, in
-// one write conditional on the revision read. A lost race re-runs the
-// closure on the new state, after a short random backoff, up to
-// MaxAttempts; no write is ever based on a state the write does not prove
-// current.
+// changed ($set and $unset), the revision's increment and the outbox, in
+// one write conditional on the revision read. The outbox it writes is the
+// one it read less the entries the relay reports published, followed by
+// the new ones: exact, since no write changes a document without changing
+// its revision. A lost race re-runs the closure on the new state, after a
+// short random backoff, up to MaxAttempts; no write is ever based on a
+// state the write does not prove current.
 //
 // Reads saved: Records remembers the state it last wrote of recent
-// documents (mongox.Recent), with the outbox as that write returned it.
-// Update's first attempt runs the closure on that state without reading;
-// its conditional write succeeds only if nobody wrote since. If it does
-// not match, or the closure refuses the remembered state (an error, or no
-// change), the stored state is read and judged: a decision is never made
-// on a remembered state alone. On a remembered state whose outbox holds
-// published entries, the write removes them too (Relay.Published), which
-// saves the relay's removal.
+// documents (mongox.Recent), with the outbox it wrote. Update's first
+// attempt runs the closure on that state without reading; its conditional
+// write succeeds only if nobody wrote since. If it does not match, or the
+// closure refuses the remembered state (an error, or no change), the
+// stored state is read and judged: a decision is never made on a
+// remembered state alone.
 type Records[D any] struct {
 	coll     *mongo.Collection
-	notify   Notifier // nil: the relay's poll finds the events
-	trim     Trimmer  // the notifier, when it is one
+	relay    Notifier // nil: entries are stored unnumbered (see Notifier)
 	recent   *mongox.Recent[any, known]
 	conflict string
 	reads    atomic.Int64
@@ -59,10 +56,10 @@ type Records[D any] struct {
 	MaxAttempts int
 }
 
-// known is a document's state as this process last wrote it.
+// known is a document's state as this process last wrote or read it.
 type known struct {
 	raw    bson.Raw // D, encoded (immutable: every Update decodes a copy)
-	outbox []Entry  // the pending entries as the write returned them (nil: unknown)
+	outbox []Entry  // the entries stored with it
 	// noRev: the document read has no revision field, written before its
 	// store went through Records; the write is conditional on its absence
 	// (and its $inc makes it 1).
@@ -75,23 +72,21 @@ const RevField = "rev"
 // remembered documents per Records (a few hundred bytes each).
 const recentSize = 1024
 
-// NewRecords returns the loop over coll. n (an *Relay, or nil) is told each
-// document's pending entries right after every write that stored events.
-// conflict is the message of the apperr.Conflict that Update returns when
-// it loses MaxAttempts races in a row.
+// NewRecords returns the loop over coll. n (an *Relay, or nil) numbers the
+// entries of each write and publishes them right after it. conflict is the
+// message of the apperr.Conflict that Update returns when it loses
+// MaxAttempts races in a row.
 func NewRecords[D any](coll *mongo.Collection, n Notifier, conflict string) *Records[D] {
-	r := &Records[D]{coll: coll, notify: n, recent: mongox.NewRecent[any, known](recentSize), conflict: conflict, MaxAttempts: 64}
-	r.trim, _ = n.(Trimmer)
-	return r
+	return &Records[D]{coll: coll, relay: n, recent: mongox.NewRecent[any, known](recentSize), conflict: conflict, MaxAttempts: 64}
 }
 
 // Reads counts the documents Update has read (tests of the remembered state).
 func (r *Records[D]) Reads() int64 { return r.reads.Load() }
 
 // Insert stores d as a new document at revision 0 with evs in its outbox,
-// in one insert, and tells the relay. Errors as the driver reports them
-// after mongox.Classify (a unique index's violation stays recognisable by
-// mongox.IsDuplicateKey).
+// in one insert, and has the relay publish them. Errors as the driver
+// reports them after mongox.Classify (a unique index's violation stays
+// recognisable by mongox.IsDuplicateKey).
 func (r *Records[D]) Insert(ctx context.Context, d D, evs ...events.Event) error {
 	raw, err := bson.Marshal(d)
 	if err != nil {
@@ -101,28 +96,30 @@ func (r *Records[D]) Insert(ctx context.Context, d D, evs ...events.Event) error
 	if err != nil {
 		return err
 	}
+	if err := r.stamp(ctx, entries); err != nil {
+		return err
+	}
 	id := bson.Raw(raw).Lookup("_id")
 	// D's encoding followed by the fields Records owns.
 	idx, doc := bsoncore.AppendDocumentStart(make([]byte, 0, len(raw)+64))
 	doc = append(doc, raw[4:len(raw)-1]...)
 	doc = bsoncore.AppendInt64Element(doc, RevField, 0)
-	doc = bsoncore.AppendInt64Element(doc, PendingField, int64(len(entries)))
 	if len(entries) > 0 {
 		t, v, err := bson.MarshalValue(entries)
 		if err != nil {
+			r.settle(nil, entries, NotWritten, nil)
 			return apperr.Wrap(apperr.Internal, "encode events", err)
 		}
 		doc = append(bsoncore.AppendHeader(doc, t, Field), v...)
 	}
 	doc, _ = bsoncore.AppendDocumentEnd(doc, idx)
+	key := idKey(id)
 	if _, err := r.coll.InsertOne(ctx, bson.Raw(doc)); err != nil {
+		r.settle(key, entries, failed(err), nil)
 		return classify(err)
 	}
-	key := idKey(id)
 	r.recent.Put(key, 0, known{raw: raw, outbox: entries})
-	if len(entries) > 0 && r.notify != nil {
-		r.notify.NotifyPending(key, entries...) // a new document: its outbox is exactly these
-	}
+	r.settle(key, entries, Written, entries)
 	return nil
 }
 
@@ -177,53 +174,38 @@ func (r *Records[D]) Update(ctx context.Context, id any, fn func(*D) ([]events.E
 		if err != nil {
 			return zero, err
 		}
+		if err := r.stamp(ctx, entries); err != nil {
+			return zero, err
+		}
+		// The outbox as stored at rev, less what is published, then the
+		// new entries: written only when that changes it.
+		outbox := r.unpublished(ctx, k.outbox)
+		if len(entries) > 0 || len(outbox) < len(k.outbox) {
+			outbox = append(outbox, entries...)
+			set[Field] = outbox
+		} else {
+			outbox = k.outbox
+		}
 		filter := bson.D{{Key: "_id", Value: id}, {Key: RevField, Value: rev}}
 		if k.noRev {
 			filter[1].Value = bson.M{"$exists": false}
 		}
-		inc := bson.M{RevField: int64(1)}
-		update := bson.M{"$inc": inc}
-		var trim Trim
-		trimmed := false
-		if len(entries) > 0 {
-			if r.trim != nil && remembered && len(k.outbox) > 0 {
-				trim, trimmed = r.trim.Published(key, k.outbox)
-			}
-			if trimmed {
-				// The outbox as the remembered state knows it, exactly,
-				// given this count: the published entries go in this write.
-				all := append(slices.Clip(trim.Keep), entries...)
-				set[Field], set[PendingField] = all, int64(len(all))
-				filter = append(filter, bson.E{Key: PendingField, Value: trim.Pending})
-			} else {
-				// $push, never a $set of the outbox: the relay may be
-				// removing published entries meanwhile.
-				update = push(update, entries...)
-			}
-		}
+		update := bson.M{"$inc": bson.M{RevField: int64(1)}}
 		if len(set) > 0 {
 			update["$set"] = set
 		}
 		if len(unset) > 0 {
 			update["$unset"] = unset
 		}
-		stored, written := k.outbox, false // a write without entries leaves the outbox as it was
-		if len(entries) > 0 {
-			// Returning the outbox as stored after the write, for the
-			// relay to publish from without a read.
-			stored, written, err = updatePending(ctx, r.coll, filter, update)
-		} else {
-			var res *mongo.UpdateResult
-			if res, err = r.coll.UpdateOne(ctx, filter, update); err == nil {
-				written = res.MatchedCount == 1
-			}
-		}
+		res, err := r.coll.UpdateOne(ctx, filter, update)
 		if err != nil {
 			r.recent.Forget(key, rev)
+			r.settle(key, entries, failed(err), nil)
 			return zero, classify(err)
 		}
-		if !written {
+		if res.MatchedCount == 0 {
 			r.recent.Forget(key, rev)
+			r.settle(key, entries, NotWritten, nil)
 			if remembered {
 				continue // the remembered state was not current: read it
 			}
@@ -233,16 +215,45 @@ func (r *Records[D]) Update(ctx context.Context, id any, fn func(*D) ([]events.E
 			}
 			continue
 		}
-		r.recent.Put(key, rev+1, known{raw: after, outbox: slices.Clone(stored)})
-		if trimmed {
-			r.trim.Dropped(key, trim.Drop)
-		}
-		if len(entries) > 0 && r.notify != nil {
-			r.notify.NotifyPending(key, stored...)
-		}
+		r.recent.Put(key, rev+1, known{raw: after, outbox: outbox})
+		r.settle(key, entries, Written, outbox)
 		return d, nil
 	}
 	return zero, apperr.New(apperr.Conflict, r.conflict)
+}
+
+// unpublished is outbox without the entries the relay reports published
+// (a new slice: outbox may be a remembered state's).
+func (r *Records[D]) unpublished(ctx context.Context, outbox []Entry) []Entry {
+	keep := make([]Entry, 0, len(outbox)+1)
+	for _, e := range outbox {
+		if r.relay == nil || !r.relay.Published(ctx, e) {
+			keep = append(keep, e)
+		}
+	}
+	return keep
+}
+
+func (r *Records[D]) stamp(ctx context.Context, entries []Entry) error {
+	if r.relay == nil || len(entries) == 0 {
+		return nil
+	}
+	return r.relay.Stamp(ctx, entries)
+}
+
+func (r *Records[D]) settle(key any, entries []Entry, o Outcome, stored []Entry) {
+	if r.relay != nil && (len(entries) > 0 || o == Written && len(stored) > 0) {
+		r.relay.Settle(key, entries, o, stored)
+	}
+}
+
+// failed is the outcome of a write that returned err: not written when the
+// store refused it (a duplicate key), unknown otherwise.
+func failed(err error) Outcome {
+	if mongox.IsDuplicateKey(err) {
+		return NotWritten
+	}
+	return Unknown
 }
 
 // state returns the remembered state of id on the first call (first is
@@ -255,21 +266,27 @@ func (r *Records[D]) state(ctx context.Context, id, key any, first *bool) (k kno
 		}
 	}
 	r.reads.Add(1)
-	// The outbox is the relay's business: not read.
-	raw, err := r.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}},
-		options.FindOne().SetProjection(bson.M{Field: 0})).Raw()
+	raw, err := r.coll.FindOne(ctx, bson.D{{Key: "_id", Value: id}}).Raw()
 	if errors.Is(err, mongo.ErrNoDocuments) {
 		return known{}, 0, false, apperr.ErrNotFound
 	}
 	if err != nil {
 		return known{}, 0, false, mongox.Classify(err)
 	}
+	var stored struct {
+		Outbox []Entry `bson:"outbox"`
+	}
+	if err := bson.Unmarshal(raw, &stored); err != nil {
+		return known{}, 0, false, apperr.Wrap(apperr.Internal, "decode outbox", err)
+	}
+	k = known{raw: raw, outbox: stored.Outbox}
 	v, err := raw.LookupErr(RevField)
 	if err != nil {
-		return known{raw: raw, noRev: true}, 0, false, nil
+		k.noRev = true
+		return k, 0, false, nil
 	}
 	rev, _ = v.AsInt64OK()
-	return known{raw: raw}, rev, false, nil
+	return k, rev, false, nil
 }
 
 // newEntries encodes evs as entries.
@@ -286,7 +303,7 @@ func newEntries(evs ...events.Event) ([]Entry, error) {
 }
 
 // owned are the fields Records writes itself; a D never has them.
-var owned = map[string]bool{"_id": true, RevField: true, Field: true, PendingField: true}
+var owned = map[string]bool{"_id": true, RevField: true, Field: true}
 
 // changes compares the top-level fields of two encodings of a D: what
 // after sets anew or differently, and what it no longer has.

@@ -1,21 +1,34 @@
 package outbox
 
-import "go.mongodb.org/mongo-driver/bson/primitive"
+import "context"
 
-// Notifier is what a writer of outbox entries tells after each write that
-// left entries pending: the document's id and its whole pending outbox as
-// stored (an *Relay: see Relay.NotifyPending), so that the events go out at
-// once instead of at the next poll. Every service's store (expiration: its
-// scheduler) takes one at construction; declared here so that all of them
-// name the same contract.
+// Notifier is what Records needs of the relay of its collection (an
+// *Relay): numbering the entries a write will store, hearing how the write
+// went, and which entries of a document are published. Every service's
+// store takes one at construction (nil: entries are stored unnumbered and
+// published by a relay's scan); declared here so that all of them name the
+// same contract.
 type Notifier interface {
-	NotifyPending(docID any, pending ...Entry)
+	// Stamp numbers entries (Src, Seq) and tracks them until Settle. An
+	// error (the relay cannot record itself, or has stopped) means the
+	// write must not happen.
+	Stamp(ctx context.Context, entries []Entry) error
+	// Settle reports the write of stamped entries: Written with the
+	// document's whole outbox as stored (published at once, in order),
+	// NotWritten, or Unknown (an error after which the write may or may not
+	// be applied: a scan settles it).
+	Settle(docID any, entries []Entry, outcome Outcome, stored []Entry)
+	// Published reports whether e is published, so that a write of its
+	// document may drop it.
+	Published(ctx context.Context, e Entry) bool
 }
 
-// Trimmer tells a writer which published entries its next write may remove
-// itself (an *Relay: see Relay.Published and Relay.Dropped). A store whose
-// Notifier is also a Trimmer uses it.
-type Trimmer interface {
-	Published(docID any, pending []Entry) (Trim, bool)
-	Dropped(docID any, ids []primitive.ObjectID)
-}
+// Outcome is what became of a write of stamped entries.
+type Outcome int
+
+// Outcomes of a write (Notifier.Settle).
+const (
+	Written Outcome = iota + 1
+	NotWritten
+	Unknown
+)

@@ -38,7 +38,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 // Wire builds the service's parts on d.
 func Wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, error) {
 	cfg = cfg.withDefaults()
-	relay := outbox.NewRelay(d.DB.Collection(store.Collection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
+	relay := outbox.NewRelay(d.DB.Collection(store.Collection), d.Events, d.Log.With("component", "outbox"), cfg.Outbox)
 	st, err := store.New(ctx, d.DB, relay)
 	if err != nil {
 		return lifecycle.Parts{}, err

@@ -8,6 +8,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/common/outbox"
 )
 
 // Service is the service's name in logs, metrics and the NATS client id.
@@ -28,7 +29,8 @@ type Config struct {
 	// Retention: how long fired and dropped expirations are kept (as
 	// duplicate guards) before they are purged (EXPIRATION_RETENTION).
 	Retention     time.Duration
-	ShutdownGrace time.Duration // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	ShutdownGrace time.Duration  // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	Outbox        outbox.Options // OUTBOX_DEAD_AFTER (the rest: defaults)
 }
 
 // defaults is the one place of the defaults: LoadConfig reads the
@@ -56,6 +58,7 @@ func LoadConfig(env *config.Env, log *slog.Logger) (Config, error) {
 		AckWait:       env.Duration("ACK_WAIT", d.AckWait),
 		Retention:     env.Duration("EXPIRATION_RETENTION", d.Retention),
 		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", d.ShutdownGrace),
+		Outbox:        outbox.OptionsFromEnv(env),
 	}
 	env.Check(c.Port > 0 && c.Port < 1<<16, "PORT: %d is not a TCP port", c.Port)
 	if err := env.Err(); err != nil {

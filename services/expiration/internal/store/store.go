@@ -36,6 +36,7 @@ const Collection = "expirations"
 type Store struct {
 	coll    *mongo.Collection
 	records *outbox.Records[doc]
+	relay   outbox.Notifier // may be nil: see Purge
 }
 
 type doc struct {
@@ -53,7 +54,7 @@ type doc struct {
 // event goes out at once, not at the relay's next poll.
 func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, error) {
 	coll := db.Collection(Collection)
-	s := &Store{coll: coll, records: outbox.NewRecords[doc](coll, n, "The expiration is being changed concurrently, try again")}
+	s := &Store{coll: coll, relay: n, records: outbox.NewRecords[doc](coll, n, "The expiration is being changed concurrently, try again")}
 	_, err := s.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
 		Keys:    bson.D{{Key: "state", Value: 1}, {Key: "expiresAt", Value: 1}},
 		Options: options.Index().SetName("state_expiresAt"),
@@ -179,17 +180,65 @@ func (s *Store) Fire(ctx context.Context, id string, now time.Time) (bool, error
 }
 
 // Purge deletes fired and dropped records done before before whose events
-// are published; it bounds the collection. A tombstone purged this way lets
-// an order:created redelivered later than that schedule again, which fires
-// at once and is ignored by the orders service (the order is cancelled).
+// are published (as the relay tells; without one, only those without
+// events); it bounds the collection. Each deletion is conditional on the
+// revision read, so a record written meanwhile stays. A tombstone purged
+// this way lets an order:created redelivered later than that schedule
+// again, which fires at once and is ignored by the orders service (the
+// order is cancelled).
 func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
-	res, err := s.coll.DeleteMany(ctx, bson.M{
-		"state":             bson.M{"$in": []domain.State{domain.Fired, domain.Dropped}},
-		"doneAt":            bson.M{"$lt": before.UTC()},
-		outbox.Field + ".0": bson.M{"$exists": false},
-	})
+	cur, err := s.coll.Find(ctx, bson.M{
+		"state":  bson.M{"$in": []domain.State{domain.Fired, domain.Dropped}},
+		"doneAt": bson.M{"$lt": before.UTC()},
+	}, options.Find().SetProjection(bson.M{"_id": 1, outbox.RevField: 1, outbox.Field: 1}))
 	if err != nil {
 		return 0, mongox.Classify(err)
 	}
-	return res.DeletedCount, nil
+	defer cur.Close(ctx)
+	var purged int64
+	var deletes []mongo.WriteModel
+	flush := func() error {
+		if len(deletes) == 0 {
+			return nil
+		}
+		res, err := s.coll.BulkWrite(ctx, deletes, options.BulkWrite().SetOrdered(false))
+		deletes = deletes[:0]
+		if res != nil {
+			purged += res.DeletedCount
+		}
+		return mongox.Classify(err)
+	}
+	for cur.Next(ctx) {
+		var d struct {
+			ID     string         `bson:"_id"`
+			Rev    int64          `bson:"rev"`
+			Outbox []outbox.Entry `bson:"outbox"`
+		}
+		if err := cur.Decode(&d); err != nil {
+			return purged, mongox.Classify(err)
+		}
+		if !s.published(ctx, d.Outbox) {
+			continue
+		}
+		deletes = append(deletes, mongo.NewDeleteOneModel().SetFilter(bson.M{"_id": d.ID, outbox.RevField: d.Rev}))
+		if len(deletes) == 500 {
+			if err := flush(); err != nil {
+				return purged, err
+			}
+		}
+	}
+	if err := cur.Err(); err != nil {
+		return purged, mongox.Classify(err)
+	}
+	return purged, flush()
+}
+
+// published reports whether every entry is published.
+func (s *Store) published(ctx context.Context, entries []outbox.Entry) bool {
+	for _, e := range entries {
+		if s.relay == nil || !s.relay.Published(ctx, e) {
+			return false
+		}
+	}
+	return true
 }

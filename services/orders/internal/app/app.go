@@ -33,7 +33,7 @@ func Run(ctx context.Context, cfg Config, ln net.Listener, log *slog.Logger) err
 }
 
 func wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, error) {
-	relay := outbox.NewRelay(d.DB.Collection(store.OrdersCollection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
+	relay := outbox.NewRelay(d.DB.Collection(store.OrdersCollection), d.Events, d.Log.With("component", "outbox"), cfg.Outbox)
 	st := store.New(d.DB, relay)
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return lifecycle.Parts{}, err

@@ -8,6 +8,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/common/outbox"
 )
 
 // Service is the service's name in logs, metrics and the NATS client id.
@@ -23,9 +24,10 @@ type Config struct {
 	// ExpirationWindow is how long an order holds its ticket
 	// (EXPIRATION_WINDOW).
 	ExpirationWindow time.Duration
-	AckWait          time.Duration // ACK_WAIT of the subscriptions
-	GapWait          time.Duration // GAP_WAIT: an early ticket update waits in-process for its predecessor
-	ShutdownGrace    time.Duration // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	AckWait          time.Duration  // ACK_WAIT of the subscriptions
+	GapWait          time.Duration  // GAP_WAIT: an early ticket update waits in-process for its predecessor
+	ShutdownGrace    time.Duration  // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	Outbox           outbox.Options // OUTBOX_DEAD_AFTER (the rest: defaults)
 }
 
 // defaults is the one place of the defaults: LoadConfig reads the
@@ -52,6 +54,7 @@ func LoadConfig(env *config.Env, log *slog.Logger) (Config, error) {
 		NATS:             events.ConfigFromEnv(env, Service),
 		ExpirationWindow: env.Duration("EXPIRATION_WINDOW", d.ExpirationWindow),
 		ShutdownGrace:    env.Duration("SHUTDOWN_GRACE", d.ShutdownGrace),
+		Outbox:           outbox.OptionsFromEnv(env),
 	}
 	c.AckWait, c.GapWait = events.WaitsFromEnv(env)
 	env.Check(c.Port > 0 && c.Port < 1<<16, "PORT: %d is not a TCP port", c.Port)

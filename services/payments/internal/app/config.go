@@ -10,6 +10,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/common/outbox"
 )
 
 // Service is the service's name in logs, metrics and the NATS client id.
@@ -36,7 +37,8 @@ type Config struct {
 	// RefundSweep: how often refunds that failed or were cut off by a crash
 	// are retried, also once at start (REFUND_SWEEP).
 	RefundSweep   time.Duration
-	ShutdownGrace time.Duration // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	ShutdownGrace time.Duration  // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	Outbox        outbox.Options // OUTBOX_DEAD_AFTER (the rest: defaults)
 }
 
 // defaults is the one place of the defaults: LoadConfig reads the
@@ -69,6 +71,7 @@ func LoadConfig(env *config.Env, log *slog.Logger) (Config, error) {
 		InProgressWait: d.InProgressWait,
 		RefundSweep:    env.Duration("REFUND_SWEEP", d.RefundSweep),
 		ShutdownGrace:  env.Duration("SHUTDOWN_GRACE", d.ShutdownGrace),
+		Outbox:         outbox.OptionsFromEnv(env),
 	}
 	c.AckWait, c.GapWait = events.WaitsFromEnv(env)
 	env.Check(c.Port > 0 && c.Port < 1<<16, "PORT: %d is not a TCP port", c.Port)

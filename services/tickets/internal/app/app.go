@@ -43,7 +43,7 @@ func Wire(ctx context.Context, cfg Config, d lifecycle.Deps) (lifecycle.Parts, e
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	relay := outbox.NewRelay(d.DB.Collection(store.Collection), d.Events, d.Log.With("component", "outbox"), outbox.Options{})
+	relay := outbox.NewRelay(d.DB.Collection(store.Collection), d.Events, d.Log.With("component", "outbox"), cfg.Outbox)
 	st := store.New(d.DB, relay)
 	if err := st.EnsureIndexes(ctx); err != nil {
 		return lifecycle.Parts{}, err

@@ -8,6 +8,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/config"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/common/outbox"
 )
 
 // Service is the service's name in logs, metrics and the NATS client id.
@@ -25,8 +26,9 @@ type Config struct {
 	// CancelWait: a cancellation waits in-process for its order's creation
 	// (CANCEL_WAIT; at most GapWait), see listeners.Listeners.OrderCancelled.
 	CancelWait    time.Duration
-	MaxDeliveries int           // MAX_DELIVERIES: failed deliveries before the dead letter
-	ShutdownGrace time.Duration // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	MaxDeliveries int            // MAX_DELIVERIES: failed deliveries before the dead letter
+	ShutdownGrace time.Duration  // SHUTDOWN_GRACE: requests in flight at SIGTERM
+	Outbox        outbox.Options // OUTBOX_DEAD_AFTER (the rest: defaults)
 }
 
 // defaults is the one place of the defaults: LoadConfig reads the
@@ -55,6 +57,7 @@ func LoadConfig(env *config.Env, log *slog.Logger) (Config, error) {
 		CancelWait:    env.Duration("CANCEL_WAIT", d.CancelWait),
 		MaxDeliveries: env.Int("MAX_DELIVERIES", d.MaxDeliveries),
 		ShutdownGrace: env.Duration("SHUTDOWN_GRACE", d.ShutdownGrace),
+		Outbox:        outbox.OptionsFromEnv(env),
 	}
 	c.AckWait, c.GapWait = events.WaitsFromEnv(env)
 	env.Check(c.Port > 0 && c.Port < 1<<16, "PORT: %d is not a TCP port", c.Port)

@@ -21,6 +21,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/auth"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/lifecycle"
+	"github.com/ticketing-go/ticketing/common/outbox"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/app"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/listeners"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/store"
@@ -79,6 +80,8 @@ func MustStartApp(tb testing.TB, db *mongo.Database, n natsTarget, o appOptions)
 	parts, err := app.Wire(context.Background(), app.Config{
 		JWTKey: string(testKey), AckWait: o.listen.AckWait, GapWait: o.listen.GapWait,
 		CancelWait: o.listen.CancelWait, MaxDeliveries: o.listen.MaxDeliveries,
+		// A crashed instance's relay is adopted within seconds, not 30 s.
+		Outbox: outbox.Options{Heartbeat: 100 * time.Millisecond, DeadAfter: 5 * time.Second},
 	}, lifecycle.Deps{DB: db, Events: conn, Log: log})
 	if err != nil {
 		tb.Fatalf("app.Wire: %v", err)

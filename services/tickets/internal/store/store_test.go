@@ -22,27 +22,60 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-// notifications records NotifyPending calls.
+// notifications is the relay as these tests see it: it numbers entries,
+// counts the writes of events it hears of, and calls published the entries
+// a test says.
 type notifications struct {
-	mu      sync.Mutex
-	ids     []any
-	pending [][]outbox.Entry
+	mu        sync.Mutex
+	seq       int64
+	written   int
+	pending   [][]outbox.Entry // the outbox handed over with each write of events
+	published map[primitive.ObjectID]bool
 }
 
-func (n *notifications) NotifyPending(id any, pending ...outbox.Entry) {
+func (n *notifications) Stamp(_ context.Context, es []outbox.Entry) error {
 	n.mu.Lock()
-	n.ids = append(n.ids, id)
-	n.pending = append(n.pending, pending)
-	n.mu.Unlock()
+	defer n.mu.Unlock()
+	for i := range es {
+		n.seq++
+		es[i].Src, es[i].Seq = testSrc, n.seq
+	}
+	return nil
 }
 
-func (n *notifications) count() int { n.mu.Lock(); defer n.mu.Unlock(); return len(n.ids) }
+func (n *notifications) Settle(_ any, es []outbox.Entry, o outbox.Outcome, stored []outbox.Entry) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if o == outbox.Written && len(es) > 0 {
+		n.written++
+		n.pending = append(n.pending, stored)
+	}
+}
+
+func (n *notifications) Published(_ context.Context, e outbox.Entry) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.published[e.ID]
+}
+
+func (n *notifications) publish(e outbox.Entry) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.published == nil {
+		n.published = map[primitive.ObjectID]bool{}
+	}
+	n.published[e.ID] = true
+}
+
+// count is the number of writes that stored events.
+func (n *notifications) count() int { n.mu.Lock(); defer n.mu.Unlock(); return n.written }
+
+var testSrc = primitive.NewObjectID()
 
 // storedDoc is a ticket as stored, with the fields outbox.Records owns.
 type storedDoc struct {
-	doc           `bson:",inline"`
-	Outbox        []outbox.Entry `bson:"outbox"`
-	OutboxPending int64          `bson:"outboxPending"`
+	doc    `bson:",inline"`
+	Outbox []outbox.Entry `bson:"outbox"`
 }
 
 // readCount counts the tickets read by Get and by Update.
@@ -375,35 +408,8 @@ func TestRememberedStateSavesReadsButNeverDecides(t *testing.T) {
 	}
 }
 
-// trimmer is an outbox.Relay's Published/Dropped as a test sets them: the
-// entries it calls published, and the pending count it expects.
-type trimmer struct {
-	notifications
-	published map[string]bool // entry id (hex) -> published
-	dropped   []string
-}
-
-func (tr *trimmer) Published(_ any, pending []outbox.Entry) (outbox.Trim, bool) {
-	t := outbox.Trim{Pending: int64(len(pending))}
-	for _, e := range pending {
-		if tr.published[e.ID.Hex()] {
-			t.Drop = append(t.Drop, e.ID)
-		} else {
-			t.Keep = append(t.Keep, e)
-		}
-	}
-	return t, len(t.Drop) > 0
-}
-
-func (tr *trimmer) Dropped(_ any, ids []primitive.ObjectID) {
-	for _, id := range ids {
-		tr.dropped = append(tr.dropped, id.Hex())
-	}
-}
-
-// outboxState returns the ticket's outbox entries (their versions) and
-// its pending count, as stored.
-func outboxState(t *testing.T, s *Store, id string) ([]int64, int64) {
+// outboxState returns the versions of the ticket's stored entries.
+func outboxState(t *testing.T, s *Store, id string) []int64 {
 	t.Helper()
 	oid, _ := mongox.ObjectID(id)
 	var d storedDoc
@@ -418,23 +424,21 @@ func outboxState(t *testing.T, s *Store, id string) ([]int64, int64) {
 		}
 		vs = append(vs, ev.Version)
 	}
-	return vs, d.OutboxPending
+	return vs
 }
 
-// A write on the remembered state removes the entries the relay has
-// published (Replace), conditional on the pending count the relay expects;
-// when that count is wrong (a removal the relay did not tell about), the
-// write does not match, and the update reads and pushes as usual: nothing
-// unpublished is ever dropped, and the count always equals the entries.
-func TestWriteRemovesPublishedEntriesOnlyOnExactKnowledge(t *testing.T) {
+// A write drops the entries the relay reports published, on a remembered
+// state (no read) and on a read one alike, and keeps every other one.
+func TestWriteDropsPublishedEntries(t *testing.T) {
 	ctx := context.Background()
-	tr := &trimmer{published: map[string]bool{}}
-	s := New(testenv.MongoDatabase(t), tr)
+	n := &notifications{}
+	db := testenv.MongoDatabase(t)
+	s := New(db, n)
 	tk, err := s.Create(ctx, domain.Ticket{Title: "t", Price: 1, UserID: "u"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	entryOf := func(i int) outbox.Entry { // the i-th pending entry as stored
+	entryOf := func(i int) outbox.Entry { // the i-th entry as stored
 		oid, _ := mongox.ObjectID(tk.ID)
 		var d storedDoc
 		if err := s.coll.FindOne(ctx, bson.M{"_id": oid}).Decode(&d); err != nil {
@@ -442,48 +446,34 @@ func TestWriteRemovesPublishedEntriesOnlyOnExactKnowledge(t *testing.T) {
 		}
 		return d.Outbox[i]
 	}
-	edit := func(price float64) {
+	edit := func(s *Store, price float64) {
 		t.Helper()
 		if _, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Price = price; return nil }); err != nil {
 			t.Fatal(err)
 		}
 	}
 
-	// Nothing published: the new entry is pushed behind the pending one.
-	edit(2)
-	if vs, n := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{0, 1}) || n != 2 {
-		t.Fatalf("outbox %v count %d, want [0 1] and 2", vs, n)
+	// Nothing published: the new entry goes behind the first.
+	edit(s, 2)
+	if vs := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{0, 1}) {
+		t.Fatalf("outbox %v, want [0 1]", vs)
 	}
-	// Version 0 published: the next write takes it out.
-	tr.published[entryOf(0).ID.Hex()] = true
+	// Version 0 published: the next write (on the remembered state) drops it.
+	n.publish(entryOf(0))
 	reads := s.readCount()
-	edit(3)
-	if vs, n := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{1, 2}) || n != 2 {
-		t.Fatalf("outbox %v count %d, want [1 2] and 2", vs, n)
+	edit(s, 3)
+	if vs := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{1, 2}) {
+		t.Fatalf("outbox %v, want [1 2]", vs)
 	}
-	if len(tr.dropped) != 1 || s.readCount() != reads {
-		t.Fatalf("dropped %v with %d reads; want the published entry, no read", tr.dropped, s.readCount()-reads)
+	if s.readCount() != reads {
+		t.Fatalf("%d reads, want none", s.readCount()-reads)
 	}
-	// Another replica's relay published version 2 and removed it; this
-	// relay published version 1. Without the count in the condition, the
-	// write would set the outbox to [2 3] and resurrect 2. The count does
-	// not match, the write does not either, and the update reads and
-	// pushes: [3].
-	e2 := entryOf(1)
-	raw, err := bson.Marshal(e2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	oid, _ := mongox.ObjectID(tk.ID)
-	if _, err := s.coll.UpdateOne(ctx, bson.M{"_id": oid}, bson.M{"$pullAll": bson.M{outbox.Field: []bson.Raw{raw}}, "$inc": bson.M{outbox.PendingField: int64(-1)}}); err != nil {
-		t.Fatal(err)
-	}
-	tr.published[entryOf(0).ID.Hex()] = true
-	edit(4)
-	if vs, n := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{1, 3}) || n != 2 {
-		t.Fatalf("outbox %v count %d, want [1 3] and 2 (read, then pushed)", vs, n)
-	}
-	if s.readCount() != reads+1 {
-		t.Fatalf("%d reads after the count mismatch, want 1", s.readCount()-reads)
+	// Another process (its own remembered states) reads, and drops what
+	// is published: version 1.
+	other := New(db, n)
+	n.publish(entryOf(0))
+	edit(other, 4)
+	if vs := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{2, 3}) {
+		t.Fatalf("outbox %v, want [2 3]", vs)
 	}
 }
