@@ -8,10 +8,10 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 
 	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/common/outbox/outboxtest"
 	"github.com/ticketing-go/ticketing/services/expiration/internal/domain"
 	"github.com/ticketing-go/ticketing/testenv"
 )
@@ -32,66 +32,9 @@ func mustOpenStoreOn(tb testing.TB, db *mongo.Database, n outbox.Notifier) *Stor
 	return s
 }
 
-// notified is the relay as these tests see it: it numbers entries, records
-// the outbox handed over with each write of events, and calls published
-// the entries of the records a test says.
-type notified struct {
-	mu        sync.Mutex
-	seq       int64
-	entries   map[any][]outbox.Entry
-	published map[primitive.ObjectID]bool
-}
-
-func (n *notified) Stamp(_ context.Context, es []outbox.Entry) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i := range es {
-		n.seq++
-		es[i].Src, es[i].Seq = testSrc, n.seq
-	}
-	return nil
-}
-
-func (n *notified) Settle(id any, es []outbox.Entry, o outbox.Outcome, stored []outbox.Entry) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if o == outbox.Written && len(es) > 0 {
-		if n.entries == nil {
-			n.entries = map[any][]outbox.Entry{}
-		}
-		n.entries[id] = append(n.entries[id], stored...)
-	}
-}
-
-func (n *notified) Published(_ context.Context, e outbox.Entry) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.published[e.ID]
-}
-
-// publish calls the entries handed over for record id published.
-func (n *notified) publish(id any) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.published == nil {
-		n.published = map[primitive.ObjectID]bool{}
-	}
-	for _, e := range n.entries[id] {
-		n.published[e.ID] = true
-	}
-}
-
-var testSrc = primitive.NewObjectID()
-
-func (n *notified) of(id any) []outbox.Entry {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.entries[id]
-}
-
 func TestScheduleFireDrop(t *testing.T) {
 	ctx := context.Background()
-	var relay notified
+	var relay outboxtest.Relay
 	s := mustOpenStoreOn(t, testenv.MongoDatabase(t), &relay)
 	now := time.Now().UTC().Truncate(time.Millisecond)
 
@@ -117,7 +60,7 @@ func TestScheduleFireDrop(t *testing.T) {
 	if ok, err := s.Fire(ctx, "a", now); !ok || err != nil {
 		t.Fatalf("fire: %v %v", ok, err)
 	}
-	if got := relay.of("a"); len(got) != 1 || got[0].Subject != "expiration:complete" {
+	if got := relay.HandedFor("a"); len(got) != 1 || len(got[0]) != 1 || got[0][0].Subject != "expiration:complete" {
 		t.Fatalf("the relay was told %+v, want the expiration:complete entry", got)
 	}
 	if ok, _ := s.Fire(ctx, "a", now); ok {
@@ -155,7 +98,7 @@ func TestScheduleFireDrop(t *testing.T) {
 
 func TestPurge(t *testing.T) {
 	ctx := context.Background()
-	var relay notified
+	var relay outboxtest.Relay
 	s := mustOpenStoreOn(t, testenv.MongoDatabase(t), &relay)
 	now := time.Now()
 	_, _ = s.Schedule(ctx, "fired-published", now.Add(-time.Minute))
@@ -167,7 +110,9 @@ func TestPurge(t *testing.T) {
 			t.Fatal(id, ok, err)
 		}
 	}
-	relay.publish("fired-published")
+	for _, handed := range relay.HandedFor("fired-published") {
+		relay.MarkPublished(handed...)
+	}
 	if n, err := s.Purge(ctx, now.Add(-time.Hour)); err != nil || n != 0 {
 		t.Fatalf("purged %d %v before the retention passed", n, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/inorder"
 	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/common/outbox/outboxtest"
 	"github.com/ticketing-go/ticketing/services/orders/internal/domain"
 	"github.com/ticketing-go/ticketing/services/orders/internal/store"
 	"github.com/ticketing-go/ticketing/testenv"
@@ -354,21 +355,6 @@ func TestUpdateWritesOnTheRememberedState(t *testing.T) {
 	}
 }
 
-// relayWhere is the relay as these tests need it: it numbers entries, and
-// calls every entry published, or none.
-type relayWhere struct{ published bool }
-
-func (r relayWhere) Stamp(_ context.Context, es []outbox.Entry) error {
-	for i := range es {
-		es[i].Src, es[i].Seq = primitive.NewObjectID(), 1
-	}
-	return nil
-}
-
-func (relayWhere) Settle(any, []outbox.Entry, outbox.Outcome, []outbox.Entry) {}
-
-func (r relayWhere) Published(context.Context, outbox.Entry) bool { return r.published }
-
 // An order cancelled after its creation was published drops the creation's
 // entry in the cancellation's write; while it is not published, the
 // cancellation's entry goes behind it.
@@ -380,7 +366,7 @@ func TestCancelRemovesThePublishedCreationEntry(t *testing.T) {
 		entries   int // in the outbox after the cancellation
 	}{{"published", true, 1}, {"not published", false, 2}} {
 		t.Run(c.name, func(t *testing.T) {
-			s, db := mustOpenStoreWith(t, relayWhere{published: c.published})
+			s, db := mustOpenStoreWith(t, &outboxtest.Relay{PublishAll: c.published})
 			tk := mustTicket(t, s, "concert", 20)
 			o := domain.NewOrder(s.NewID(), "u", tk, time.Now(), time.Minute)
 			if err := s.Create(ctx, o); err != nil {

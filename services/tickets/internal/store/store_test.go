@@ -10,67 +10,17 @@ import (
 	"testing"
 
 	"go.mongodb.org/mongo-driver/bson"
-	"go.mongodb.org/mongo-driver/bson/primitive"
 
 	"github.com/ticketing-go/ticketing/common/apperr"
 	"github.com/ticketing-go/ticketing/common/events"
 	"github.com/ticketing-go/ticketing/common/mongox"
 	"github.com/ticketing-go/ticketing/common/outbox"
+	"github.com/ticketing-go/ticketing/common/outbox/outboxtest"
 	"github.com/ticketing-go/ticketing/services/tickets/internal/domain"
 	"github.com/ticketing-go/ticketing/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// notifications is the relay as these tests see it: it numbers entries,
-// counts the writes of events it hears of, and calls published the entries
-// a test says.
-type notifications struct {
-	mu        sync.Mutex
-	seq       int64
-	written   int
-	pending   [][]outbox.Entry // the outbox handed over with each write of events
-	published map[primitive.ObjectID]bool
-}
-
-func (n *notifications) Stamp(_ context.Context, es []outbox.Entry) error {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for i := range es {
-		n.seq++
-		es[i].Src, es[i].Seq = testSrc, n.seq
-	}
-	return nil
-}
-
-func (n *notifications) Settle(_ any, es []outbox.Entry, o outbox.Outcome, stored []outbox.Entry) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if o == outbox.Written && len(es) > 0 {
-		n.written++
-		n.pending = append(n.pending, stored)
-	}
-}
-
-func (n *notifications) Published(_ context.Context, e outbox.Entry) bool {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.published[e.ID]
-}
-
-func (n *notifications) publish(e outbox.Entry) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	if n.published == nil {
-		n.published = map[primitive.ObjectID]bool{}
-	}
-	n.published[e.ID] = true
-}
-
-// count is the number of writes that stored events.
-func (n *notifications) count() int { n.mu.Lock(); defer n.mu.Unlock(); return n.written }
-
-var testSrc = primitive.NewObjectID()
 
 // storedDoc is a ticket as stored, with the fields outbox.Records owns.
 type storedDoc struct {
@@ -81,9 +31,9 @@ type storedDoc struct {
 // readCount counts the tickets read by Get and by Update.
 func (s *Store) readCount() int64 { return s.reads.Load() + s.records.Reads() }
 
-func MustOpenStore(tb testing.TB) (*Store, *notifications) {
+func MustOpenStore(tb testing.TB) (*Store, *outboxtest.Relay) {
 	tb.Helper()
-	n := &notifications{}
+	n := &outboxtest.Relay{}
 	s := New(testenv.MongoDatabase(tb), n)
 	if err := s.EnsureIndexes(context.Background()); err != nil {
 		tb.Fatal(err)
@@ -124,8 +74,8 @@ func TestCreateGetList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n.count() != 2 {
-		t.Fatalf("Notify called %d times, want 2", n.count())
+	if len(n.Handed()) != 2 {
+		t.Fatalf("Notify called %d times, want 2", len(n.Handed()))
 	}
 	got, err := s.Get(ctx, a.ID)
 	if err != nil || got.Title != "a" || got.Version != 0 || got.UserID != "u" {
@@ -216,7 +166,7 @@ func TestUpdate(t *testing.T) {
 
 	// Errors from the closure, ErrUnchanged included, write nothing.
 	boom := errors.New("boom")
-	before := n.count()
+	before := len(n.Handed())
 	for _, want := range []error{boom, domain.ErrUnchanged} {
 		_, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { t.Title = "lost"; return want })
 		if !errors.Is(err, want) {
@@ -226,7 +176,7 @@ func TestUpdate(t *testing.T) {
 	if stored, _ := s.Get(ctx, tk.ID); stored.Version != 1 || stored.Title != "b" {
 		t.Fatalf("a refused update was written: %+v", stored)
 	}
-	if n.count() != before {
+	if len(n.Handed()) != before {
 		t.Fatalf("Notify called for a refused update")
 	}
 	if _, err := s.Update(ctx, "bad", func(*domain.Ticket) error { return nil }); !apperr.Is(err, apperr.NotFound) {
@@ -237,9 +187,8 @@ func TestUpdate(t *testing.T) {
 	}
 	// The relay was handed the whole outbox as stored: the creation's entry
 	// (still pending: no relay here) and then the update's.
-	n.mu.Lock()
-	created, updated := n.pending[0], n.pending[1]
-	n.mu.Unlock()
+	handed := n.Handed()
+	created, updated := handed[0], handed[1]
 	if len(created) != 1 || created[0].Subject != string(events.SubjectTicketCreated) {
 		t.Fatalf("handed on create: %+v", created)
 	}
@@ -254,7 +203,7 @@ func TestBookkeeping(t *testing.T) {
 	s, n := MustOpenStore(t)
 	ctx := context.Background()
 	tk, _ := s.Create(ctx, domain.Ticket{Title: "a", Price: 1, UserID: "u"})
-	notified := n.count()
+	notified := len(n.Handed())
 	got, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.ReleaseUnseen("A") })
 	if err != nil || got.Version != 0 {
 		t.Fatalf("Update = %+v, %v; want version 0", got, err)
@@ -263,8 +212,8 @@ func TestBookkeeping(t *testing.T) {
 	if stored.Version != 0 || len(stored.Released) != 1 || stored.Released[0] != "A" {
 		t.Fatalf("stored %+v", stored)
 	}
-	if evs := pending(t, s, tk.ID); len(evs) != 1 || n.count() != notified {
-		t.Fatalf("bookkeeping published: outbox %+v, notified %d", evs, n.count()-notified)
+	if evs := pending(t, s, tk.ID); len(evs) != 1 || len(n.Handed()) != notified {
+		t.Fatalf("bookkeeping published: outbox %+v, notified %d", evs, len(n.Handed())-notified)
 	}
 	// The late creation of A is stale now.
 	if _, err := s.Update(ctx, tk.ID, func(t *domain.Ticket) error { return t.Reserve("A") }); !errors.Is(err, domain.ErrUnchanged) {
@@ -431,7 +380,7 @@ func outboxState(t *testing.T, s *Store, id string) []int64 {
 // state (no read) and on a read one alike, and keeps every other one.
 func TestWriteDropsPublishedEntries(t *testing.T) {
 	ctx := context.Background()
-	n := &notifications{}
+	n := &outboxtest.Relay{}
 	db := testenv.MongoDatabase(t)
 	s := New(db, n)
 	tk, err := s.Create(ctx, domain.Ticket{Title: "t", Price: 1, UserID: "u"})
@@ -459,7 +408,7 @@ func TestWriteDropsPublishedEntries(t *testing.T) {
 		t.Fatalf("outbox %v, want [0 1]", vs)
 	}
 	// Version 0 published: the next write (on the remembered state) drops it.
-	n.publish(entryOf(0))
+	n.MarkPublished(entryOf(0))
 	reads := s.readCount()
 	edit(s, 3)
 	if vs := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{1, 2}) {
@@ -471,7 +420,7 @@ func TestWriteDropsPublishedEntries(t *testing.T) {
 	// Another process (its own remembered states) reads, and drops what
 	// is published: version 1.
 	other := New(db, n)
-	n.publish(entryOf(0))
+	n.MarkPublished(entryOf(0))
 	edit(other, 4)
 	if vs := outboxState(t, s, tk.ID); !slices.Equal(vs, []int64{2, 3}) {
 		t.Fatalf("outbox %v, want [2 3]", vs)
