@@ -49,9 +49,9 @@ type doc struct {
 	DoneAt *time.Time `bson:"doneAt,omitempty"`
 }
 
-// New returns the store on db and creates its index. n, when not nil, is
-// told the outbox of each expiration fired (an *outbox.Relay), so that its
-// event goes out at once, not at the relay's next poll.
+// New returns the store on db and creates its index. n (an *outbox.Relay)
+// numbers and publishes the event of each expiration fired; with n nil the
+// entries are stored unnumbered, for a relay's scan (see outbox.Notifier).
 func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, error) {
 	coll := db.Collection(Collection)
 	s := &Store{coll: coll, relay: n, records: outbox.NewRecords[doc](coll, n, "The expiration is being changed concurrently, try again")}

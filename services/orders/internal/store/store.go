@@ -14,7 +14,8 @@
 //
 // No lost events. An order's pending events are written to its "outbox"
 // field by the same single-document write as the state change; the
-// common/outbox relay publishes and removes them.
+// common/outbox relay publishes them, and the order's next write drops
+// those published.
 //
 // Concurrency. Every order write goes through outbox.Records, the
 // compare-and-swap over a record and its outbox that every service's store
@@ -63,9 +64,9 @@ type Store struct {
 	tReads  atomic.Int64              // replica tickets read by ApplyTicketUpdate, for tests
 }
 
-// New returns a Store on db. n, when not nil, is told an order's _id and
-// its pending outbox entries as stored right after every write that queued
-// events (an *outbox.Relay: it publishes them without reading the order).
+// New returns a Store on db. n (an *outbox.Relay) numbers the entries of
+// every write that stores events and publishes them right after it,
+// without reading the order; nil: see outbox.Notifier.
 func New(db *mongo.Database, n outbox.Notifier) *Store {
 	orders := db.Collection(OrdersCollection)
 	return &Store{orders: orders, tickets: db.Collection(TicketsCollection),

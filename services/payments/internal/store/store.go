@@ -32,10 +32,9 @@ type Store struct {
 	Payments *Payments
 }
 
-// New returns the store on db and creates its indexes. n, when not nil, is
-// told the id and the outbox entries of each payment stored (an
-// *outbox.Relay), so its event goes out at once, not at the relay's next
-// poll.
+// New returns the store on db and creates its indexes. n (an
+// *outbox.Relay) numbers and publishes the event of each payment stored;
+// nil: see outbox.Notifier.
 func New(ctx context.Context, db *mongo.Database, n outbox.Notifier) (*Store, error) {
 	pc := db.Collection(PaymentsCollection)
 	p := &Payments{coll: pc, records: outbox.NewRecords[paymentDoc](pc, n, "The payment is being changed concurrently, try again")}

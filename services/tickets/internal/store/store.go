@@ -55,8 +55,9 @@ type Store struct {
 	reads   atomic.Int64         // tickets read by Get, for tests
 }
 
-// New returns a Store on db's tickets collection. n may be nil (the relay's
-// poll then finds the events).
+// New returns a Store on db's tickets collection. n (an *outbox.Relay)
+// numbers and publishes the events of every write; nil: see
+// outbox.Notifier.
 func New(db *mongo.Database, n outbox.Notifier) *Store {
 	coll := db.Collection(Collection)
 	return &Store{coll: coll, records: outbox.NewRecords[doc](coll, n, "The ticket is being changed by others; retry")}
