@@ -122,10 +122,10 @@ func TestOutboxQueryShapes(t *testing.T) {
 		{"find {outbox: {$type: \"array\"}}", false, func() (string, error) {
 			return ids(bson.M{"outbox": bson.M{"$type": "array"}})
 		}, "empty with "},
-		{"find {outboxPending: {$ne: 0}} (the relay's poll; missing counts match)", true, func() (string, error) {
+		{"find {outboxPending: {$ne: 0}} (an inequality on a top-level scalar; missing fields match)", false, func() (string, error) {
 			return ids(bson.M{"outboxPending": bson.M{"$ne": int64(0)}})
 		}, "missing with "},
-		{"updateOne {_id, outbox: {$all: [entries]}} $pullAll + $inc (the relay's guarded removal), twice", true, func() (string, error) {
+		{"updateOne {_id, outbox: {$all: [entries]}} $pullAll + $inc (the guarded removal of entries written before relays numbered them), twice", true, func() (string, error) {
 			remove := func() (int64, error) {
 				r, err := coll.UpdateOne(ctx, bson.M{"_id": withOutbox, "outbox": bson.M{"$all": bson.A{e1}}},
 					bson.M{"$pullAll": bson.M{"outbox": bson.A{e1}}, "$inc": bson.M{"outboxPending": int64(-1)}})
@@ -158,6 +158,28 @@ func TestOutboxQueryShapes(t *testing.T) {
 			}
 			return fmt.Sprint(r.MatchedCount), nil
 		}, "1"},
+		{"find {outbox.src: <oid>, outbox.seq: {$gt: n}} (a relay's scan for its entries above its checkpoint)", true, func() (string, error) {
+			src := primitive.NewObjectID()
+			numbered := bson.M{"id": primitive.NewObjectID(), "subject": "ticket:updated", "data": []byte("{}"), "createdAt": now, "src": src, "seq": int64(5)}
+			if _, err := coll.InsertOne(ctx, bson.M{"_id": "numbered", "outbox": bson.A{numbered}}); err != nil {
+				return "", err
+			}
+			defer coll.DeleteOne(ctx, bson.M{"_id": "numbered"})
+			above, err := ids(bson.M{"outbox.src": src, "outbox.seq": bson.M{"$gt": int64(3)}})
+			if err != nil {
+				return "", err
+			}
+			below, err := ids(bson.M{"outbox.src": src, "outbox.seq": bson.M{"$gt": int64(5)}})
+			return above + "| " + below, err
+		}, "numbered | "},
+		{"find {outbox.0: {$exists: true}, outbox.src: {$exists: false}} (the scan for entries written before relays numbered them)", true, func() (string, error) {
+			numbered := bson.M{"id": primitive.NewObjectID(), "subject": "ticket:updated", "data": []byte("{}"), "createdAt": now, "src": primitive.NewObjectID(), "seq": int64(1)}
+			if _, err := coll.InsertOne(ctx, bson.M{"_id": "numbered", "outbox": bson.A{numbered}}); err != nil {
+				return "", err
+			}
+			defer coll.DeleteOne(ctx, bson.M{"_id": "numbered"})
+			return ids(bson.M{"outbox.0": bson.M{"$exists": true}, "outbox.src": bson.M{"$exists": false}})
+		}, "with "},
 		{"countDocuments {outbox.0: {$exists: true}}", true, func() (string, error) {
 			n, err := coll.CountDocuments(ctx, bson.M{"outbox.0": bson.M{"$exists": true}})
 			return fmt.Sprint(n), err
