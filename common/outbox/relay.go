@@ -166,8 +166,8 @@ func NewRelay(coll *mongo.Collection, pub Publisher, log *slog.Logger, opts Opti
 var errStopped = apperr.New(apperr.Unavailable, "Events cannot be recorded now, try again")
 
 // Stamp numbers entries and tracks them until Settle (Notifier). The first
-// call records the relay in the registry; after a failed heartbeat the
-// record is checked before anything more is numbered.
+// call records the relay in the registry (unless Run did); a record last
+// written DeadAfter/2 ago is written again first (see ensureRecorded).
 func (r *Relay) Stamp(ctx context.Context, entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
