@@ -28,6 +28,11 @@ const (
 	jsClientService = "nats-js-srv"
 	jsImage         = "nats:2"
 	jsReplicas      = 3
+	// The services list the three servers by their pods' stable names, so
+	// that a client leaving a server (a partition, see
+	// common/events/jetstream.go) reaches another, which a Service does not
+	// promise.
+	jsServiceURLs = "nats://nats-js-0.nats-js:4222,nats://nats-js-1.nats-js:4222,nats://nats-js-2.nats-js:4222"
 )
 
 // TestJetStreamProfile: skaffold's profile jetstream deploys infra/k8s
@@ -105,7 +110,7 @@ func TestJetStreamProfile(t *testing.T) {
 		switched++
 		wantVars := maps.Clone(baseVars)
 		delete(wantVars, "NATS_CLUSTER_ID")
-		wantVars["NATS_URL"] = corev1.EnvVar{Name: "NATS_URL", Value: "nats://" + jsClientService + ":4222"}
+		wantVars["NATS_URL"] = corev1.EnvVar{Name: "NATS_URL", Value: jsServiceURLs}
 		wantVars["EVENT_BUS"] = corev1.EnvVar{Name: "EVENT_BUS", Value: "jetstream"}
 		wantVars["NATS_JS_REPLICAS"] = corev1.EnvVar{Name: "NATS_JS_REPLICAS", Value: strconv.Itoa(jsReplicas)}
 		for _, v := range slices.Sorted(maps.Keys(wantVars)) {
@@ -206,7 +211,7 @@ func checkJetStreamCluster(t *testing.T, m *manifests) {
 	}):
 		t.Errorf("Service/%s does not serve the cluster port %d", headless.Name, clusterPort)
 	}
-	// The clients' Service (the services' NATS_URL).
+	// The clients' Service (the nats CLI; the services list the pods).
 	if cs, ok := m.services[jsClientService]; !ok || !hasPort(cs, 4222) || !hasPort(cs, 8222) {
 		t.Errorf("Service/%s must serve 4222 (clients) and 8222 (monitoring)", jsClientService)
 	} else if !labels.SelectorFromSet(cs.Spec.Selector).Matches(labels.Set(s.Spec.Template.Labels)) {

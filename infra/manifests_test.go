@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -205,6 +206,40 @@ func TestServicesReachPods(t *testing.T) {
 			t.Error("Service/nats-srv must serve 4222 (clients) and 8222 (monitoring)")
 		}
 	})
+}
+
+// natsServer checks that host, from a NATS_URL on port 4222, is deployed: a
+// Service with port 4222, or a pod's stable name <statefulset>-<n>.<headless
+// Service> with n below the StatefulSet's replicas and a container port
+// 4222.
+func (m *manifests) natsServer(host string) error {
+	if s, ok := m.services[host]; ok {
+		if !hasPort(s, 4222) {
+			return fmt.Errorf("Service %q has no port 4222", host)
+		}
+		return nil
+	}
+	pod, svc, ok := strings.Cut(host, ".")
+	if !ok {
+		return fmt.Errorf("no Service %q is deployed here", host)
+	}
+	for _, ss := range m.statefulSets {
+		n, err := strconv.Atoi(strings.TrimPrefix(pod, ss.Name+"-"))
+		if ss.Spec.ServiceName != svc || !strings.HasPrefix(pod, ss.Name+"-") || err != nil {
+			continue
+		}
+		if ss.Spec.Replicas == nil || n < 0 || int32(n) >= *ss.Spec.Replicas {
+			return fmt.Errorf("pod %q is beyond StatefulSet %s's replicas", pod, ss.Name)
+		}
+		if !slices.ContainsFunc(ss.Spec.Template.Spec.Containers[0].Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == 4222 }) {
+			return fmt.Errorf("StatefulSet %s's container has no port 4222", ss.Name)
+		}
+		if h, ok := m.services[svc]; !ok || h.Spec.ClusterIP != corev1.ClusterIPNone {
+			return fmt.Errorf("%q is not a headless Service deployed here", svc)
+		}
+		return nil
+	}
+	return fmt.Errorf("%q names no pod of a StatefulSet deployed here", host)
 }
 
 func hasPort(s *corev1.Service, port int32) bool {
@@ -502,8 +537,8 @@ func TestServiceEnvironment(t *testing.T) {
 						t.Errorf("%s: NATS_CLUSTER_ID %q, want ticketing (nats -cid)", d.Name, c)
 					}
 				case "jetstream":
-					if u := vars["NATS_URL"].Value; u != "nats://nats-js-srv:4222" {
-						t.Errorf("%s: NATS_URL %q, want nats://nats-js-srv:4222 (JetStream)", d.Name, u)
+					if u := vars["NATS_URL"].Value; u != jsServiceURLs {
+						t.Errorf("%s: NATS_URL %q, want %s (JetStream)", d.Name, u, jsServiceURLs)
 					}
 					if _, ok := vars["NATS_CLUSTER_ID"]; ok {
 						t.Errorf("%s: NATS_CLUSTER_ID is NATS Streaming's; JetStream has none", d.Name)
@@ -511,9 +546,10 @@ func TestServiceEnvironment(t *testing.T) {
 				default:
 					t.Errorf("%s: EVENT_BUS %q, want stan or jetstream", d.Name, bus)
 				}
-				host := strings.TrimSuffix(strings.TrimPrefix(vars["NATS_URL"].Value, "nats://"), ":4222")
-				if s, ok := m.services[host]; !ok || !hasPort(s, 4222) {
-					t.Errorf("%s: NATS_URL names Service %q, which is not deployed here with port 4222", d.Name, host)
+				for _, u := range strings.Split(vars["NATS_URL"].Value, ",") {
+					if err := m.natsServer(strings.TrimSuffix(strings.TrimPrefix(u, "nats://"), ":4222")); err != nil {
+						t.Errorf("%s: NATS_URL %q: %v", d.Name, u, err)
+					}
 				}
 				id := vars["NATS_CLIENT_ID"].ValueFrom
 				if id == nil || id.FieldRef == nil || id.FieldRef.FieldPath != "metadata.name" {
