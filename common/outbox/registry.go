@@ -60,7 +60,7 @@ func (r *Relay) ensureRecorded(ctx context.Context) error {
 			return mongox.Classify(err)
 		}
 		// The scans' index (MongoDB; the stand-in scans without it).
-		if _, err := r.coll.Indexes().CreateOne(ctx, mongo.IndexModel{
+		if err := mongox.EnsureIndexes(ctx, r.coll, mongo.IndexModel{
 			Keys:    bson.D{{Key: Field + ".src", Value: 1}, {Key: Field + ".seq", Value: 1}},
 			Options: options.Index().SetName("outbox_src_seq"),
 		}); err != nil {
@@ -71,19 +71,7 @@ func (r *Relay) ensureRecorded(ctx context.Context) error {
 		r.mu.Unlock()
 		r.log.Debug("outbox relay recorded", "src", rec.ID.Hex())
 	case !sent.Before(fresh):
-		res, err := r.reg.UpdateOne(ctx, bson.M{"_id": src, "adopter": bson.M{"$exists": false}},
-			bson.M{"$set": bson.M{"at": sent.UTC()}})
-		if err != nil {
-			return mongox.Classify(err)
-		}
-		r.mu.Lock()
-		defer r.mu.Unlock()
-		if res.MatchedCount == 0 {
-			r.takenOver = errTakenOver
-			signal(r.kick)
-			return errStopped
-		}
-		r.fresh = sent.Add(r.opts.DeadAfter / 2)
+		return r.writeRecord(ctx)
 	}
 	return nil
 }
@@ -100,10 +88,24 @@ func (r *Relay) heartbeat(ctx context.Context) error {
 	if !due {
 		return nil
 	}
+	if err := r.writeRecord(ctx); err != errStopped {
+		return err
+	}
+	return nil // taken over: Run stops
+}
+
+// writeRecord writes the checkpoint and the time into the record, unless
+// another relay adopted it: then nothing more is numbered, Run stops, and
+// it returns errStopped. Once written, numbering needs no refresh for
+// DeadAfter/2.
+func (r *Relay) writeRecord(ctx context.Context) error {
+	r.mu.Lock()
+	src, done := r.src, r.done
+	r.mu.Unlock()
 	sent := time.Now()
-	hctx, cancel := context.WithTimeout(ctx, r.opts.DeadAfter/4)
+	wctx, cancel := context.WithTimeout(ctx, r.opts.DeadAfter/4)
 	defer cancel()
-	res, err := r.reg.UpdateOne(hctx, bson.M{"_id": src, "adopter": bson.M{"$exists": false}},
+	res, err := r.reg.UpdateOne(wctx, bson.M{"_id": src, "adopter": bson.M{"$exists": false}},
 		bson.M{"$set": bson.M{"done": done, "at": sent.UTC()}})
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -111,9 +113,12 @@ func (r *Relay) heartbeat(ctx context.Context) error {
 	case err != nil:
 		return mongox.Classify(err)
 	case res.MatchedCount == 0:
+		if r.takenOver == nil {
+			r.log.Error(errTakenOver.Error(), "src", src.Hex())
+		}
 		r.takenOver = errTakenOver
-		r.log.Error(errTakenOver.Error(), "src", src.Hex())
-		return nil
+		signal(r.kick)
+		return errStopped
 	}
 	r.stored, r.beats, r.fresh = done, 0, sent.Add(r.opts.DeadAfter/2)
 	return nil
