@@ -228,14 +228,16 @@ func (b *Bench) Run(ctx context.Context) (*Report, error) {
 					r.Notes = append(r.Notes, "floor padding: "+err.Error())
 				}
 			}
+			fm := b.begin(ctx)
 			fl := b.run(ctx, floorName, c, fop)
+			fc := b.floorCost(ctx, fm, fl)
 			b.quiesce(ctx, r)
 			m := b.begin(ctx)
 			h := b.run(ctx, name, c, op)
 			cost := b.finish(ctx, m, h)
 			b.log.Info("cost", "workload", name, "c", c, "tailS", fmt.Sprintf("%.1f", cost.TailS), "idle", cost.Idle,
 				"cpuMsPerRequest", fmt.Sprintf("%.2f", cost.SystemCPUms), "storeCmdsPerRequest", fmt.Sprintf("%.2f", cost.StoreCmdsPerRq), "duplicates", cost.Duplicates)
-			r.Workloads = append(r.Workloads, Workload{Name: name, Concurrency: c, HTTP: h, FloorName: floorName, Floor: fl, Ratio: Ratio(h.RPS, fl.RPS), Cost: cost})
+			r.Workloads = append(r.Workloads, Workload{Name: name, Concurrency: c, HTTP: h, FloorName: floorName, Floor: fl, FloorCost: fc, Ratio: Ratio(h.RPS, fl.RPS), Cost: cost})
 		}
 		add("POST /api/tickets", "insert+publish", func(ctx context.Context, w int) error {
 			_, err := b.api.CreateTicket(ctx, b.seller, "bench ticket", 20)

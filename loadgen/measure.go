@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -288,4 +289,69 @@ func (b *Bench) idleBaseline(ctx context.Context, d time.Duration) (map[string]f
 		out[g.Name] = float64(s1.Ticks[i]-min(s0.Ticks[i], s1.Ticks[i])) / clockTicks / secs
 	}
 	return out, float64(b.cpu.SystemTicks(s1)-min(b.cpu.SystemTicks(s0), b.cpu.SystemTicks(s1))) / clockTicks / secs
+}
+
+// FloorCost is what the store spent per floor operation: the lower bound
+// of a store command's cost on these servers, which no service code can go
+// under.
+type FloorCost struct {
+	Ops int `json:"ops"`
+	// StoreCmds: the store commands per operation on the floor's database.
+	StoreCmds float64 `json:"storeCommandsPerOp"`
+	// StoreCPUms: CPU ms of the store's processes (mongo-standin and
+	// postgres) per operation; BrokerCPUms: the dev stack's (NATS).
+	StoreCPUms  float64 `json:"storeCpuMsPerOp"`
+	BrokerCPUms float64 `json:"brokerCpuMsPerOp"`
+}
+
+// PerCommand is the store's CPU per command at the floor (0 when the
+// commands were not counted).
+func (f FloorCost) PerCommand() float64 {
+	if f.StoreCmds <= 0 {
+		return 0
+	}
+	return f.StoreCPUms / f.StoreCmds
+}
+
+// storeGroups are the processes of the store (the stand-in and its
+// PostgreSQL).
+var storeGroups = []string{"mongo-standin", "postgres"}
+
+// floorCost waits (at most 10 s) until the system is quiet after a floor
+// run that started at m, then returns its cost per operation: only the
+// floor's database counts among the store's commands.
+func (b *Bench) floorCost(ctx context.Context, m mark, fl Summary) FloorCost {
+	b.waitQuiet(ctx, 10*time.Second)
+	s := b.cpu.Sample()
+	fc := FloorCost{Ops: fl.AllOps}
+	for i, g := range b.cpu.Groups {
+		used := s.Ticks[i] - min(m.cpu.Ticks[i], s.Ticks[i])
+		switch {
+		case slices.Contains(storeGroups, g.Name):
+			fc.StoreCPUms += PerRequest(used, fl.AllOps)
+		case g.Name == "devstack+nats":
+			fc.BrokerCPUms += PerRequest(used, fl.AllOps)
+		}
+	}
+	if m.store != nil && fl.AllOps > 0 {
+		if after, err := readStoreCounts(ctx, b.api.HC, b.cfg.StoreCountsURL); err == nil {
+			var n int64
+			for k, v := range diffCounts(m.store, after) {
+				if strings.HasPrefix(k, b.cfg.FloorDB+".") && dataCommand(k) {
+					n += v
+				}
+			}
+			fc.StoreCmds = float64(n) / float64(fl.AllOps)
+		}
+	}
+	return fc
+}
+
+// StoreCPUms is the store's processes' CPU per request of the workload.
+func (c Cost) StoreCPUms() float64 {
+	var s float64
+	for _, g := range storeGroups {
+		s += c.CPUms[g]
+	}
+	return s
 }

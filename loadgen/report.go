@@ -64,6 +64,8 @@ type Workload struct {
 	HTTP        Summary `json:"http"`
 	FloorName   string  `json:"floorName"`
 	Floor       Summary `json:"floor"`
+	// FloorCost is what the floor run cost the store and the broker.
+	FloorCost FloorCost `json:"floorCost"`
 	// Ratio is HTTP requests/s over floor operations/s.
 	Ratio float64 `json:"ratio"`
 	// Cost is what the HTTP run cost until the system was idle again.
@@ -264,7 +266,28 @@ func (r *Report) costTables() []table {
 		}
 		idle.rows = append(idle.rows, append(row, f2(100*r.IdleBaselineCores)))
 	}
-	return []table{ct, cpu, idle}
+	return []table{ct, cpu, r.boundTable(), idle}
+}
+
+// boundTable sets each workload's store CPU against the floor's: a request
+// that makes n store commands costs the store about n times the floor's CPU
+// per command, whatever the services do.
+func (r *Report) boundTable() table {
+	t := table{title: "Store CPU against the floor's: a request making n store commands costs the store about n x the floor's CPU per command (store = mongo-standin + postgres)",
+		head: []string{"workload", "conc", "floor", "floor cmds/op", "floor store CPU ms/op", "floor store CPU ms/cmd", "floor broker CPU ms/op", "store cmds/req", "bound: cmds x floor ms/cmd", "store CPU ms/req", "store CPU ms/cmd", "CPU ms/req"}}
+	for _, w := range r.Workloads {
+		fc, c := w.FloorCost, w.Cost
+		bound, perCmd := "-", "-"
+		if fc.PerCommand() > 0 && c.Store != nil {
+			bound = f2(c.StoreCmdsPerRq * fc.PerCommand())
+		}
+		if c.StoreCmdsPerRq > 0 {
+			perCmd = f2(c.StoreCPUms() / c.StoreCmdsPerRq)
+		}
+		t.rows = append(t.rows, []string{w.Name, fmt.Sprint(w.Concurrency), w.FloorName, f2(fc.StoreCmds), f2(fc.StoreCPUms), f2(fc.PerCommand()), f2(fc.BrokerCPUms),
+			f2(c.StoreCmdsPerRq), bound, f2(c.StoreCPUms()), perCmd, f2(c.SystemCPUms)})
+	}
+	return t
 }
 
 // systemProcs are the processes counted in the system's CPU.
