@@ -1,6 +1,7 @@
 // Package mongox holds the MongoDB helpers every service shares: connecting
 // with timeouts, readiness, error classification (a database outage is a
-// 503, not a 500) and the optimistic-concurrency update.
+// 503, not a 500), index creation and the cache of recently written states
+// (Recent). The optimistic-concurrency write itself is common/outbox.Records.
 package mongox
 
 import (
@@ -10,7 +11,6 @@ import (
 	"net"
 	"time"
 
-	"go.mongodb.org/mongo-driver/bson"
 	"go.mongodb.org/mongo-driver/bson/primitive"
 	"go.mongodb.org/mongo-driver/mongo"
 	"go.mongodb.org/mongo-driver/mongo/options"
@@ -130,54 +130,4 @@ func Classify(err error) error {
 		return apperr.Wrap(apperr.Unavailable, "The database is unavailable", err)
 	}
 	return err
-}
-
-// UpdateVersioned applies update to the document {_id: id, version:
-// version} and increments its version, in one conditional write: of
-// concurrent writers on the same version exactly one wins, the others get
-// apperr.Conflict (or apperr.NotFound when there is no document with id).
-// update must not touch "version" itself.
-func UpdateVersioned(ctx context.Context, coll *mongo.Collection, id any, version int64, update bson.M) error {
-	ok, err := UpdateCounted(ctx, coll, id, "version", version, update)
-	if err != nil || ok {
-		return err
-	}
-	n, err := coll.CountDocuments(ctx, bson.M{"_id": id})
-	if err != nil {
-		return Classify(err)
-	}
-	if n == 0 {
-		return apperr.ErrNotFound
-	}
-	return apperr.Errorf(apperr.Conflict, "The record was changed by someone else (version %d is stale)", version)
-}
-
-// UpdateCounted is the optimistic-concurrency write behind read-modify-write
-// loops: it applies update to the document {_id: id, field: value} and
-// increments field by one, in one conditional write. ok is false when no
-// document matched (another writer moved field on, or the document is
-// gone): the caller reads again and decides. field is the document's
-// concurrency counter ("version", or an internal revision such as "rev"
-// when the replicated version must not move on every write); update must
-// not touch it (its "$inc", if any, must be a bson.M) and is not
-// modified. Errors go through Classify; any other, such
-// as a unique-index violation, is returned as the driver reported it (note:
-// FerretDB v1 reports one on update as an InternalError, not as code 11000).
-func UpdateCounted(ctx context.Context, coll *mongo.Collection, id any, field string, value int64, update bson.M) (ok bool, err error) {
-	u := make(bson.M, len(update)+1)
-	for k, v := range update {
-		u[k] = v
-	}
-	inc := bson.M{field: int64(1)}
-	if existing, isM := u["$inc"].(bson.M); isM {
-		for k, v := range existing {
-			inc[k] = v
-		}
-	}
-	u["$inc"] = inc
-	res, err := coll.UpdateOne(ctx, bson.M{"_id": id, field: value}, u)
-	if err != nil {
-		return false, Classify(err)
-	}
-	return res.MatchedCount == 1, nil
 }

@@ -118,77 +118,9 @@ func TestConnectAndPing(t *testing.T) {
 	}
 }
 
-func TestUpdateVersioned(t *testing.T) {
-	coll := testenv.MongoDatabase(t).Collection("things")
-	ctx := context.Background()
-	id := primitive.NewObjectID()
-	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "version": int64(0), "title": "a", "n": 0}); err != nil {
-		t.Fatal(err)
-	}
-	if err := mongox.UpdateVersioned(ctx, coll, id, 0, bson.M{"$set": bson.M{"title": "b"}, "$inc": bson.M{"n": 2}}); err != nil {
-		t.Fatalf("update on the current version: %v", err)
-	}
-	var doc struct {
-		Version int64  `bson:"version"`
-		Title   string `bson:"title"`
-		N       int    `bson:"n"`
-	}
-	if err := coll.FindOne(ctx, bson.M{"_id": id}).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
-	if doc.Version != 1 || doc.Title != "b" || doc.N != 2 {
-		t.Fatalf("after update: %+v", doc)
-	}
-	if err := mongox.UpdateVersioned(ctx, coll, id, 0, bson.M{"$set": bson.M{"title": "c"}}); !apperr.Is(err, apperr.Conflict) {
-		t.Fatalf("update on a stale version = %v, want conflict", err)
-	}
-	if err := mongox.UpdateVersioned(ctx, coll, primitive.NewObjectID(), 0, bson.M{"$set": bson.M{"title": "c"}}); !apperr.Is(err, apperr.NotFound) {
-		t.Fatalf("update of a missing document = %v, want not found", err)
-	}
-}
-
-// UpdateCounted guards on and increments the field it is given, leaves
-// the rest (here the replicated version) to the update and does not modify
-// the update.
-func TestUpdateCounted(t *testing.T) {
-	coll := testenv.MongoDatabase(t).Collection("things")
-	ctx := context.Background()
-	id := primitive.NewObjectID()
-	if _, err := coll.InsertOne(ctx, bson.M{"_id": id, "rev": int64(4), "version": int64(1)}); err != nil {
-		t.Fatal(err)
-	}
-	update := bson.M{"$set": bson.M{"title": "x"}, "$inc": bson.M{"version": int64(1)}}
-	ok, err := mongox.UpdateCounted(ctx, coll, id, "rev", 4, update)
-	if err != nil || !ok {
-		t.Fatalf("update on the current rev = %v, %v", ok, err)
-	}
-	if inc := update["$inc"].(bson.M); len(inc) != 1 || len(update) != 2 {
-		t.Fatalf("the caller's update was modified: %v", update)
-	}
-	var doc struct {
-		Rev, Version int64
-		Title        string
-	}
-	if err := coll.FindOne(ctx, bson.M{"_id": id}).Decode(&doc); err != nil {
-		t.Fatal(err)
-	}
-	if doc.Rev != 5 || doc.Version != 2 || doc.Title != "x" {
-		t.Fatalf("after update: %+v", doc)
-	}
-	for _, tc := range []struct {
-		name string
-		id   any
-		rev  int64
-	}{{"stale rev", id, 4}, {"missing document", primitive.NewObjectID(), 0}} {
-		if ok, err := mongox.UpdateCounted(ctx, coll, tc.id, "rev", tc.rev, update); ok || err != nil {
-			t.Errorf("%s: %v, %v; want not matched, no error", tc.name, ok, err)
-		}
-	}
-}
-
 // Of 30 concurrent updates on one version exactly one wins (the store
 // contract the services' optimistic concurrency depends on).
-func TestUpdateVersionedHasOneWinner(t *testing.T) {
+func TestConditionalUpdateHasOneWinner(t *testing.T) {
 	coll := testenv.MongoDatabase(t).Collection("things")
 	ctx := context.Background()
 	for trial := range 3 {
@@ -204,14 +136,15 @@ func TestUpdateVersionedHasOneWinner(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				err := mongox.UpdateVersioned(ctx, coll, id, 0, bson.M{"$set": bson.M{"winner": i}})
+				res, err := coll.UpdateOne(ctx, bson.M{"_id": id, "version": int64(0)},
+					bson.M{"$set": bson.M{"winner": i}, "$inc": bson.M{"version": int64(1)}})
 				switch {
-				case err == nil:
-					wins.Add(1)
-				case apperr.Is(err, apperr.Conflict):
-					conflicts.Add(1)
-				default:
+				case err != nil:
 					t.Errorf("update: %v", err)
+				case res.MatchedCount == 1:
+					wins.Add(1)
+				default:
+					conflicts.Add(1)
 				}
 			}()
 		}

@@ -43,21 +43,6 @@ func (r *Recent[K, D]) Get(id K) (doc D, rev int64, ok bool) {
 	return d.doc, d.rev, ok
 }
 
-// GetOr returns the remembered state of id if first is true and there is
-// one (remembered is then true), and otherwise what read returns: the
-// first attempt of a read-modify-write loop tries the remembered state,
-// every later one reads. first is set to false.
-func (r *Recent[K, D]) GetOr(id K, first *bool, read func() (D, error)) (doc D, remembered bool, err error) {
-	if *first {
-		*first = false
-		if doc, _, ok := r.Get(id); ok {
-			return doc, true, nil
-		}
-	}
-	doc, err = read()
-	return doc, false, err
-}
-
 // Put remembers doc as the state of id at rev, unless a later revision is
 // remembered already (writers put after writing, in any order). doc must
 // not be changed afterwards (copy what it shares).
