@@ -29,10 +29,16 @@ type Scheduler struct {
 	poll  time.Duration
 	log   *slog.Logger
 	wake  chan struct{}
+
+	mu sync.Mutex
 	// target is when the scheduler looks at the store next (its timer);
-	// zero while it is looking, or before it first has.
-	mu     sync.Mutex
+	// zero before its first look.
 	target time.Time
+	// looking: a look is under way. It may miss an expiration stored
+	// meanwhile, so WakeFor keeps the earliest such expiry in seen, and the
+	// look's end sleeps no later than it.
+	looking bool
+	seen    time.Time
 	// Now is the clock (tests may replace it before Run).
 	Now func() time.Time
 }
@@ -76,11 +82,20 @@ func (s *Scheduler) Wake() {
 
 // WakeFor is Wake for a new expiration due at at: it wakes the scheduler
 // only if at is before the time it looks at the store next anyway. Each
-// look is two queries (what is due, what is next), which on the FerretDB
-// stand-in scan the collection; an order whose expiration is later than
-// the next one due (the usual case: a fixed window) costs none.
+// look is two queries (what is due, what is next); an order whose
+// expiration is later than the next one due (the usual case: a fixed
+// window) costs none. During a look, at only bounds the sleep that follows
+// it: waking for every order created during a look would chain looks back
+// to back under a steady stream of orders.
 func (s *Scheduler) WakeFor(at time.Time) {
 	s.mu.Lock()
+	if s.looking {
+		if s.seen.IsZero() || at.Before(s.seen) {
+			s.seen = at
+		}
+		s.mu.Unlock()
+		return
+	}
 	later := !s.target.IsZero() && !at.Before(s.target)
 	s.mu.Unlock()
 	if !later {
@@ -88,10 +103,29 @@ func (s *Scheduler) WakeFor(at time.Time) {
 	}
 }
 
-func (s *Scheduler) setTarget(t time.Time) {
+func (s *Scheduler) startLook() {
 	s.mu.Lock()
-	s.target = t
+	s.looking, s.seen = true, time.Time{}
 	s.mu.Unlock()
+}
+
+// endLook returns how long to sleep after a look that asked for wait: no
+// later than an expiry WakeFor reported during the look.
+func (s *Scheduler) endLook(wait time.Duration) time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.Now()
+	if !s.seen.IsZero() {
+		wait = min(wait, untilDue(s.seen, now))
+	}
+	s.looking, s.seen, s.target = false, time.Time{}, now.Add(wait)
+	return wait
+}
+
+// untilDue is how long from now until at is due. Stored times have
+// millisecond precision: a millisecond late is never too early.
+func untilDue(at, now time.Time) time.Duration {
+	return max(at.Sub(now)+time.Millisecond, 0)
 }
 
 // Run fires due expirations until ctx is done.
@@ -105,9 +139,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 		case <-timer.C:
 		case <-s.wake:
 		}
-		// Unknown while looking: an expiration stored meanwhile may be
-		// missed by this look, so WakeFor must wake for it.
-		s.setTarget(time.Time{})
+		s.startLook()
 		wait, err := s.tick(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -122,8 +154,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 			default:
 			}
 		}
-		s.setTarget(s.Now().Add(wait))
-		timer.Reset(wait)
+		timer.Reset(s.endLook(wait))
 	}
 }
 
@@ -157,9 +188,7 @@ func (s *Scheduler) tick(ctx context.Context) (time.Duration, error) {
 	}
 	wait := s.poll
 	if ok {
-		// Stored times have millisecond precision: a millisecond late is
-		// never too early.
-		wait = min(wait, max(next.Sub(s.Now())+time.Millisecond, 0))
+		wait = min(wait, untilDue(next, s.Now()))
 	}
 	return wait, nil
 }
