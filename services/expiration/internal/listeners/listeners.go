@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ticketing-go/ticketing/common/events"
+	"github.com/ticketing-go/ticketing/common/inorder"
 )
 
 // QueueGroup is the durable queue group of every expiration replica.
@@ -25,6 +26,13 @@ type Listener struct {
 	store Store
 	wake  func(at time.Time)
 	log   *slog.Logger
+	// turns runs the events of one order one at a time in this process. An
+	// order cancelled right after its creation has both events delivered
+	// together: the drop then waits for the schedule in flight, and writes
+	// on the state the schedule remembers instead of reading the store (or
+	// leaving a tombstone that the schedule then runs into). Nothing waits
+	// for an event that has not arrived: no try reports inorder.Ahead.
+	turns *inorder.Gate
 }
 
 // New returns a Listener that calls wake with the due time after
@@ -33,7 +41,14 @@ func New(store Store, wake func(at time.Time), log *slog.Logger) *Listener {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Listener{store: store, wake: wake, log: log}
+	return &Listener{store: store, wake: wake, log: log, turns: inorder.NewGate(time.Second)}
+}
+
+// inTurn runs apply in the order's turn.
+func (l *Listener) inTurn(ctx context.Context, orderID string, apply func(context.Context) error) error {
+	return l.turns.Apply(ctx, orderID, func(ctx context.Context, _ *inorder.Attempt) (inorder.Outcome, error) {
+		return inorder.Applied, apply(ctx)
+	})
 }
 
 // Options configures the listeners.
@@ -59,7 +74,11 @@ func (l *Listener) OrderCreated(ctx context.Context, e events.OrderCreatedEvent,
 	if e.ID == "" || e.ExpiresAt.IsZero() {
 		return events.Poison(errors.New("order:created without id or expiresAt"))
 	}
-	scheduled, err := l.store.Schedule(ctx, e.ID, e.ExpiresAt)
+	var scheduled bool
+	err := l.inTurn(ctx, e.ID, func(ctx context.Context) (err error) {
+		scheduled, err = l.store.Schedule(ctx, e.ID, e.ExpiresAt)
+		return err
+	})
 	if err != nil {
 		return err
 	}
@@ -80,5 +99,5 @@ func (l *Listener) OrderCancelled(ctx context.Context, e events.OrderCancelledEv
 	if e.ID == "" {
 		return events.Poison(errors.New("order:cancelled without id"))
 	}
-	return l.store.Drop(ctx, e.ID)
+	return l.inTurn(ctx, e.ID, func(ctx context.Context) error { return l.store.Drop(ctx, e.ID) })
 }
