@@ -373,7 +373,7 @@ func (c *Conn) Subscribe(s Subscription, h Handler) error {
 		return err
 	}
 	h = Chain(h, s.Middleware...)
-	sub := &subscriber{conn: c, spec: s, handler: h, sem: make(chan struct{}, s.MaxInflight), attempts: map[uint64]*seen{}}
+	sub := &subscriber{conn: c, spec: s, handler: h, sem: make(chan struct{}, s.MaxInflight), work: make(chan inbound), attempts: map[uint64]*seen{}}
 	if err := c.t.subscribe(sub); err != nil {
 		return err
 	}

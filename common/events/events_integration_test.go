@@ -485,6 +485,47 @@ func TestMessagesAreHandledConcurrently(t *testing.T) {
 	})
 }
 
+// MaxInflight bounds the handlers running at once in a member: with two
+// handlers held, a third message waits for one of them.
+func TestMaxInflightBoundsTheHandlers(t *testing.T) {
+	onEachBus(t, func(t *testing.T, bus string) {
+		c := MustConnect(t, testenv.NATSFor(t, bus))
+		var running, most atomic.Int32
+		var handled atomic.Int32
+		release := make(chan struct{})
+		if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", MaxInflight: 2},
+			func(ctx context.Context, _ *Msg) error {
+				n := running.Add(1)
+				for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+				}
+				<-release
+				running.Add(-1)
+				handled.Add(1)
+				return nil
+			}); err != nil {
+			t.Fatal(err)
+		}
+		for v := range 3 {
+			mustPublish(t, c, TicketUpdated{ID: "t", Version: int64(v + 1)})
+		}
+		testenv.Eventually(t, 10*time.Second, "two handlers running", func() bool { return running.Load() == 2 })
+		// The bound this checks: the third message, published before, does
+		// not start a third handler within 300 ms.
+		deadline := time.Now().Add(300 * time.Millisecond)
+		for time.Now().Before(deadline) {
+			if n := running.Load(); n > 2 {
+				t.Fatalf("%d handlers running, MaxInflight 2", n)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		close(release)
+		testenv.Eventually(t, 10*time.Second, "all three handled", func() bool { return handled.Load() == 3 })
+		if m := most.Load(); m != 2 {
+			t.Fatalf("at most %d handlers ran at once, want 2", m)
+		}
+	})
+}
+
 func TestGracefulCloseFreesClientIDAtOnce(t *testing.T) {
 	n := testenv.NATSStreaming(t) // a registered client id is NATS Streaming's
 	id := NewClientID("graceful")
