@@ -130,17 +130,17 @@ func TestDiffStoreCounts(t *testing.T) {
 func TestBoundTableSetsStoreCPUAgainstTheFloors(t *testing.T) {
 	r := &Report{Workloads: []Workload{{
 		Name: "PUT /api/tickets/:id", Concurrency: 16, FloorName: "cond. update+publish",
-		FloorCost: FloorCost{Ops: 1000, StoreCmds: 1, StoreCPUms: 0.9, BrokerCPUms: 0.1},
-		Cost: Cost{Store: &StoreDelta{}, StoreCmdsPerRq: 2, SystemCPUms: 3, CPUms: map[string]float64{"mongo-standin": 1.2, "postgres": 1.0, "tickets": 0.4}},
+		FloorCost: FloorCost{Ops: 1000, StoreCmds: 1, StoreCPUms: 0.9, BrokerCPUms: 0.1, ClientCPUms: 0.2},
+		Cost:      Cost{Store: &StoreDelta{}, StoreCmdsPerRq: 2, SystemCPUms: 3, CPUms: map[string]float64{"mongo-standin": 1.2, "postgres": 1.0, "tickets": 0.4}},
 	}, {
 		Name: "GET /api/tickets/:id", Concurrency: 16, FloorName: "find by id", // no counts
 	}}}
 	rows := r.boundTable().rows
-	want := []string{"PUT /api/tickets/:id", "16", "cond. update+publish", "1.00", "0.90", "0.90", "0.10", "2.00", "1.80", "2.20", "1.10", "3.00"}
+	want := []string{"PUT /api/tickets/:id", "16", "cond. update+publish", "1.00", "0.90", "0.90", "0.10", "0.20", "2.00", "1.80", "2.20", "1.10", "3.00"}
 	if strings.Join(rows[0], "|") != strings.Join(want, "|") {
 		t.Fatalf("row = %v\nwant  %v", rows[0], want)
 	}
-	if rows[1][8] != "-" || rows[1][10] != "-" {
+	if rows[1][9] != "-" || rows[1][11] != "-" {
 		t.Fatalf("without counts the bound and the per-command figure are unknown: %v", rows[1])
 	}
 }

@@ -152,14 +152,19 @@ func (b *Bench) begin(ctx context.Context) mark {
 // replica at every ticket's version. Consistency is checked only once the
 // system is quiet, because the check reads whole collections and its own
 // cost would keep the store busy; after a failed check the quiet span has
-// to start again after it. The tail ends at the start of the quiet span
-// that preceded a successful check: nothing happened from then on.
+// to start again after it, and the failed check's CPU is not counted. The
+// tail ends at the start of the quiet span that preceded a successful
+// check: nothing happened from then on.
 func (b *Bench) finish(ctx context.Context, m mark, h Summary) Cost {
 	cfg := b.cfg
 	windowEnd := time.Now()
 	samples := []CPUSample{b.cpu.Sample()}
 	since := 0 // where the current quiet span may start
 	end, idle := -1, false
+	// checks: the CPU of failed consistency checks, per process group. They
+	// are the bench's own reads (whole collections), not the workload's
+	// work, and run while the system is quiet, so their time is taken out.
+	checks := make([]uint64, len(b.cpu.Groups))
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
 	for end < 0 {
@@ -176,8 +181,12 @@ func (b *Bench) finish(ctx context.Context, m mark, h Summary) Cost {
 				end, idle = since+i, true
 				break
 			}
+			before := samples[len(samples)-1]
 			samples = append(samples, b.cpu.Sample()) // after the check
 			since = len(samples) - 1
+			for i, t := range samples[since].Ticks {
+				checks[i] += t - min(before.Ticks[i], t)
+			}
 		}
 		if time.Since(windowEnd) > cfg.IdleCap {
 			end = len(samples) - 1
@@ -195,6 +204,7 @@ func (b *Bench) finish(ctx context.Context, m mark, h Summary) Cost {
 	var sys uint64
 	for i, g := range b.cpu.Groups {
 		used := last.Ticks[i] - min(m.cpu.Ticks[i], last.Ticks[i])
+		used -= min(checks[i], used)
 		c.CPUms[g.Name] = PerRequest(used, c.Requests)
 		if !g.Client {
 			sys += used
@@ -302,6 +312,9 @@ type FloorCost struct {
 	// postgres) per operation; BrokerCPUms: the dev stack's (NATS).
 	StoreCPUms  float64 `json:"storeCpuMsPerOp"`
 	BrokerCPUms float64 `json:"brokerCpuMsPerOp"`
+	// ClientCPUms: the load generator's, which makes the floor's driver
+	// calls and publishes: what a service spends at least on them.
+	ClientCPUms float64 `json:"clientCpuMsPerOp"`
 }
 
 // PerCommand is the store's CPU per command at the floor (0 when the
@@ -331,6 +344,8 @@ func (b *Bench) floorCost(ctx context.Context, m mark, fl Summary) FloorCost {
 			fc.StoreCPUms += PerRequest(used, fl.AllOps)
 		case g.Name == "devstack+nats":
 			fc.BrokerCPUms += PerRequest(used, fl.AllOps)
+		case g.Client:
+			fc.ClientCPUms += PerRequest(used, fl.AllOps)
 		}
 	}
 	if m.store != nil && fl.AllOps > 0 {

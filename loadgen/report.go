@@ -274,7 +274,7 @@ func (r *Report) costTables() []table {
 // per command, whatever the services do.
 func (r *Report) boundTable() table {
 	t := table{title: "Store CPU against the floor's: a request making n store commands costs the store about n x the floor's CPU per command (store = mongo-standin + postgres)",
-		head: []string{"workload", "conc", "floor", "floor cmds/op", "floor store CPU ms/op", "floor store CPU ms/cmd", "floor broker CPU ms/op", "store cmds/req", "bound: cmds x floor ms/cmd", "store CPU ms/req", "store CPU ms/cmd", "CPU ms/req"}}
+		head: []string{"workload", "conc", "floor", "floor cmds/op", "floor store CPU ms/op", "floor store CPU ms/cmd", "floor broker CPU ms/op", "floor client CPU ms/op", "store cmds/req", "bound: cmds x floor ms/cmd", "store CPU ms/req", "store CPU ms/cmd", "CPU ms/req"}}
 	for _, w := range r.Workloads {
 		fc, c := w.FloorCost, w.Cost
 		bound, perCmd := "-", "-"
@@ -284,7 +284,7 @@ func (r *Report) boundTable() table {
 		if c.StoreCmdsPerRq > 0 {
 			perCmd = f2(c.StoreCPUms() / c.StoreCmdsPerRq)
 		}
-		t.rows = append(t.rows, []string{w.Name, fmt.Sprint(w.Concurrency), w.FloorName, f2(fc.StoreCmds), f2(fc.StoreCPUms), f2(fc.PerCommand()), f2(fc.BrokerCPUms),
+		t.rows = append(t.rows, []string{w.Name, fmt.Sprint(w.Concurrency), w.FloorName, f2(fc.StoreCmds), f2(fc.StoreCPUms), f2(fc.PerCommand()), f2(fc.BrokerCPUms), f2(fc.ClientCPUms),
 			f2(c.StoreCmdsPerRq), bound, f2(c.StoreCPUms()), perCmd, f2(c.SystemCPUms)})
 	}
 	return t
