@@ -359,8 +359,8 @@ func (c *Conn) PublishMsg(ctx context.Context, subject, msgID string, data []byt
 }
 
 // Subscribe starts a durable queue subscription and keeps it across
-// reconnects. Each message is handled by h in its own goroutine, at most
-// s.MaxInflight at once.
+// reconnects. Each message is handled by h on a worker of its own (workers
+// outlive their messages), at most s.MaxInflight at once.
 func (c *Conn) Subscribe(s Subscription, h Handler) error {
 	s = s.withDefaults()
 	if s.Subject == "" || s.QueueGroup == "" {

@@ -455,7 +455,7 @@ func TestMessagesAreHandledConcurrently(t *testing.T) {
 		n := testenv.NATSFor(t, bus)
 		c := MustConnect(t, n)
 		// The first message blocks until the second one has been handled: this
-		// only finishes if each message runs in its own goroutine.
+		// only finishes if each message runs on a worker of its own.
 		release := make(chan struct{})
 		done := make(chan int64, 2)
 		if err := c.Subscribe(Subscription{Subject: SubjectTicketUpdated, QueueGroup: "orders-service", MaxInflight: 4},

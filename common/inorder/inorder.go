@@ -4,7 +4,7 @@
 // NATS Streaming may deliver version n+2 of a record before n+1 (several
 // publishers, redelivery, queue-group members). The original app leaves
 // such a message unacknowledged and waits a whole AckWait (5 s) for its
-// redelivery. Here the listener handles every message in its own goroutine
+// redelivery. Here the listener handles every message on a worker of its own
 // (package events), so a message that is ahead of a gap waits in Apply:
 // as soon as its predecessor is applied in this process it is woken and
 // retried; a short poll covers predecessors applied by another process.
