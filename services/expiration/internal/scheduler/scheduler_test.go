@@ -79,15 +79,26 @@ func (m *memStore) pending(id string) bool {
 	return ok
 }
 
+// runScheduler runs a scheduler on st, polling hourly, until the test ends.
+func runScheduler(t *testing.T, st *memStore) *Scheduler {
+	s := New(st, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	return s
+}
+
 // An expiration due after the one the scheduler sleeps towards does not
 // make it look at the store; an earlier one does, and fires on time.
 func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
 	st := &memStore{due: map[string]time.Time{"first": time.Now().Add(time.Hour)}}
-	s := New(st, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	s := runScheduler(t, st)
 	testenv.Eventually(t, 5*time.Second, "the first look", func() bool { return st.lookCount() == 1 })
 	testenv.Eventually(t, 5*time.Second, "a target", func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.target.IsZero() })
 
@@ -113,10 +124,6 @@ func TestWakeForLooksOnlyForAnEarlierExpiration(t *testing.T) {
 	if n := st.lookCount(); n < 2 {
 		t.Fatalf("%d looks, want a look for the earlier expiration", n)
 	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 }
 
 // holdNextLook makes the scheduler's next look wait in Due; the returned
@@ -135,11 +142,7 @@ func (m *memStore) holdNextLook() (entered <-chan struct{}, release func()) {
 // that follows the look, and fires on time.
 func TestWakeForDuringALookBoundsTheNextSleep(t *testing.T) {
 	st := &memStore{due: map[string]time.Time{"first": time.Now().Add(time.Hour)}}
-	s := New(st, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
+	s := runScheduler(t, st)
 	sleeping := func() bool { s.mu.Lock(); defer s.mu.Unlock(); return !s.looking && !s.target.IsZero() }
 	testenv.Eventually(t, 5*time.Second, "the first look", func() bool { return st.lookCount() == 1 && sleeping() })
 
@@ -177,8 +180,4 @@ func TestWakeForDuringALookBoundsTheNextSleep(t *testing.T) {
 	s.WakeFor(soon)
 	release()
 	testenv.Eventually(t, 5*time.Second, "the expiration stored during the look fired", func() bool { return !st.pending("soon") })
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
 }
