@@ -128,13 +128,9 @@ func (r *Relay) writeRecord(ctx context.Context) error {
 // heard of before (or asked about: its entry was seen before this read)
 // that has no record any more is gone: all its entries are published.
 func (r *Relay) readRegistry(ctx context.Context, asked primitive.ObjectID) error {
-	cur, err := r.reg.Find(ctx, bson.M{"coll": r.coll.Name()})
+	recs, err := relayRecords(ctx, r.coll)
 	if err != nil {
-		return mongox.Classify(err)
-	}
-	var recs []relayRecord
-	if err := cur.All(ctx, &recs); err != nil {
-		return mongox.Classify(err)
+		return err
 	}
 	now := time.Now()
 	r.mu.Lock()
@@ -394,20 +390,15 @@ func (r *Relay) close() error {
 // records tell (for tests and the benchmark: it reads every document with
 // an outbox).
 func Backlog(ctx context.Context, coll *mongo.Collection) (int64, error) {
-	reg := coll.Database().Collection(RegistryCollection)
-	cur, err := reg.Find(ctx, bson.M{"coll": coll.Name()})
+	recs, err := relayRecords(ctx, coll)
 	if err != nil {
-		return 0, err
-	}
-	var recs []relayRecord
-	if err := cur.All(ctx, &recs); err != nil {
 		return 0, err
 	}
 	done := map[primitive.ObjectID]int64{}
 	for _, rec := range recs {
 		done[rec.ID] = rec.Done
 	}
-	cur, err = coll.Find(ctx, bson.M{Field + ".0": bson.M{"$exists": true}}, options.Find().SetProjection(bson.M{Field: 1}))
+	cur, err := coll.Find(ctx, bson.M{Field + ".0": bson.M{"$exists": true}}, options.Find().SetProjection(bson.M{Field: 1}))
 	if err != nil {
 		return 0, err
 	}
@@ -427,4 +418,17 @@ func Backlog(ctx context.Context, coll *mongo.Collection) (int64, error) {
 		}
 	}
 	return n, cur.Err()
+}
+
+// relayRecords reads the records of the relays of coll.
+func relayRecords(ctx context.Context, coll *mongo.Collection) ([]relayRecord, error) {
+	cur, err := coll.Database().Collection(RegistryCollection).Find(ctx, bson.M{"coll": coll.Name()})
+	if err != nil {
+		return nil, mongox.Classify(err)
+	}
+	var recs []relayRecord
+	if err := cur.All(ctx, &recs); err != nil {
+		return nil, mongox.Classify(err)
+	}
+	return recs, nil
 }

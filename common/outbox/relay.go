@@ -352,10 +352,9 @@ func (r *Relay) tick(ctx context.Context) {
 }
 
 // work publishes queued documents until stop is closed (Run's context is
-// done). What is queued
-// then stays in its documents (the lifecycle waits for Backlog to reach 0
-// before it stops the relay; a relay stopped earlier leaves its record to
-// an adopter).
+// done). What is queued then stays in its documents (the lifecycle waits
+// for Backlog to reach 0 before it stops the relay; a relay stopped
+// earlier leaves its record to an adopter).
 func (r *Relay) work(stop <-chan struct{}) {
 	for {
 		id, ok := r.nextDoc(stop)
