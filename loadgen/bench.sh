@@ -118,7 +118,7 @@ DROP DATABASE IF EXISTS ticketing_bench WITH (FORCE);
 CREATE DATABASE ticketing_bench OWNER ticketing_bench;
 ALTER DATABASE ticketing_bench SET synchronous_commit = '${BENCH_PG_SYNCHRONOUS_COMMIT:-off}';
 SQL
-	PG_URL="postgres://ticketing_bench:$PG_PASS@127.0.0.1:$PG_PORT/ticketing_bench"
+	PG_URL="postgres://ticketing_bench:$PG_PASS@127.0.0.1:$PG_PORT/ticketing_bench?sslmode=${BENCH_PG_SSLMODE:-disable}"
 	log "starting the MongoDB stand-in (FerretDB, PostgreSQL backend) on :$MONGO_PORT"
 	go build -o "$WORK/mongo-standin" ./standin/cmd/mongo-standin
 	"$WORK/mongo-standin" -listen "127.0.0.1:$MONGO_PORT" -counts-listen "127.0.0.1:$COUNTS_PORT" -count-every "${BENCH_STORE_COUNTS:-0}" ${BENCH_STORE_PPROF:+-pprof "$BENCH_STORE_PPROF"} -handler postgresql -postgresql-url "$PG_URL" >"$BENCH_OUT/standin.log" 2>&1 &
